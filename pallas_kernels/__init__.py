@@ -1,0 +1,9 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""Pallas kernels for sparse compute: block-sparse matmul and grouped matmul.
+
+Every kernel has a pure-XLA reference (the CPU default and the test oracle),
+Pallas TPU / GPU implementations, and an ``ops`` module with the custom VJP and
+the dispatch on ``implementation=None | "xla" | "pallas_tpu" | "pallas_gpu"``.
+"""
+
+__all__ = ()
