@@ -10,7 +10,9 @@ __version__ = "0.1.0"
 
 # Submodules that are part of the public surface (``sj.masks.apply``, ...).
 # Each area adds its own line here.
+from sparsejax import activations
 
 __all__ = (
     "__version__",
+    "activations",
 )
