@@ -1,0 +1,467 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""The one wrapper behind every weight-sparsity transform.
+
+A method (magnitude pruning, RigL, SET, ...) supplies two small functions:
+how to make the first masks, and how to make new masks from the current
+weights, gradients and state. This module does everything else once: budgets
+from the sparsity and its distribution, the update schedule, the PRNG key in
+the state, masking the gradients, running (or skipping) the inner optimizer,
+resetting the inner optimizer's slots where weights are grown, and the
+updates that keep pruned weights exactly zero (``jnp.where(mask, u, -p)``).
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from sparsejax import _tree
+from sparsejax import distributions as _distributions
+from sparsejax import masks as _masks
+
+NO_PARAMS_MSG = (
+    "sparsejax transforms need the current parameters: call "
+    "`tx.update(grads, state, params)`.")
+
+
+class SparseState(NamedTuple):
+  """State of every sparsejax weight-sparsity transform.
+
+  Attributes:
+    count: number of ``update`` calls so far (int32 scalar).
+    masks: bool arrays (True = kept) for the sparse leaves, ``None`` for the
+      dense ones; the structure of the params.
+    key: the typed PRNG key the method draws from.
+    inner_state: the state of the wrapped optimizer.
+    method_state: method-specific state (e.g. movement scores); ``()`` when
+      the method keeps none.
+  """
+
+  count: jax.Array  # shape=(), dtype=jnp.int32.
+  masks: Any
+  key: jax.Array  # a typed key, shape=().
+  inner_state: Any
+  method_state: Any
+
+
+class MaskUpdate(NamedTuple):
+  """What a method's mask-update function is given.
+
+  Attributes:
+    params: the current parameters (pruned entries are zero for exact-zero
+      transforms).
+    grads: the incoming updates (gradients) as the transform received them,
+      unmasked: for an exact-zero transform, the dense gradient with respect
+      to the masked weights.
+    masks: the current masks.
+    budgets: kept entries per sparse leaf (int or int32 scalar, a multiple of
+      the block size with block granularity), ``None`` for dense leaves.
+    key: a fresh PRNG key for this update.
+    count: the step count of this update.
+    inner_state: the wrapped optimizer's state.
+    method_state: the method's own state.
+    block_shape: ``None`` for element granularity, else ``(bm, bn)``.
+  """
+
+  params: Any
+  grads: Any
+  masks: Any
+  budgets: Any
+  key: jax.Array
+  count: jax.Array
+  inner_state: Any
+  method_state: Any
+  block_shape: tuple[int, int] | None
+
+
+InitMasksFn = Callable[[jax.Array, Any, Any, Any], Any]
+UpdateMasksFn = Callable[[MaskUpdate], tuple[Any, Any]]
+
+
+def canonical_key(seed: Any) -> jax.Array:
+  """An int seed or a key, as a typed key with the mesh's replicated type."""
+  if isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype,
+                                                    jax.dtypes.prng_key):
+    key = seed
+  elif isinstance(seed, jax.Array) and seed.dtype == jnp.uint32 and (
+      seed.shape == (2,)):
+    key = jax.random.wrap_key_data(seed)
+  else:
+    key = jax.random.key(seed)
+  # A key made outside `jax.set_mesh` has an empty-mesh type that changes after
+  # a jitted update under the mesh; re-typing it keeps init/update types equal.
+  if not jax.sharding.get_abstract_mesh().empty:
+    key = jax.sharding.reshard(key, jax.P())
+  return key
+
+
+def check_seed(seed: Any) -> None:
+  if isinstance(seed, bool) or not (
+      isinstance(seed, (int, np.integer, jax.Array))):
+    raise ValueError(
+        f"`seed` must be an int or a PRNG key, got {type(seed).__name__}.")
+
+
+def check_sparsity_arg(sparsity: Any, *, allow_none: bool) -> None:
+  """Validates a float-or-schedule sparsity at construction time."""
+  if sparsity is None:
+    if not allow_none:
+      raise ValueError("`sparsity` is required.")
+    return
+  if callable(sparsity):
+    return
+  if not _tree.is_concrete(sparsity):
+    return  # traced by optax.inject_hyperparams; checked by the caller's jit
+  try:
+    v = float(sparsity)
+  except (TypeError, ValueError):
+    raise ValueError(
+        "`sparsity` must be a float in [0, 1) or an optax schedule, got "
+        f"{sparsity!r}.") from None
+  if not 0.0 <= v < 1.0:  # also rejects NaN
+    raise ValueError(f"`sparsity` must be in [0, 1), got {v}.")
+
+
+def check_positive_int(value: Any, name: str) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(
+        f"`{name}` must be a positive int, got {value!r}; with "
+        f"optax.inject_hyperparams list it in `static_args`.")
+  if value < 1:
+    raise ValueError(f"`{name}` must be a positive int, got {value}.")
+  return int(value)
+
+
+def check_granularity(granularity: Any) -> tuple[int, int] | None:
+  if isinstance(granularity, str):
+    if granularity != "element":
+      raise ValueError(
+          "`granularity` must be 'element' or a block shape (bm, bn), got "
+          f"{granularity!r}.")
+    return None
+  try:
+    bm, bn = (int(b) for b in granularity)
+  except (TypeError, ValueError):
+    raise ValueError(
+        "`granularity` must be 'element' or a block shape (bm, bn), got "
+        f"{granularity!r}.") from None
+  if bm < 1 or bn < 1:
+    raise ValueError(f"`granularity` block sizes must be >= 1, got "
+                     f"{granularity!r}.")
+  return bm, bn
+
+
+def leaf_sparsities(distribution: Callable[[Any], Any], params: Any) -> Any:
+  """Evaluates a distribution and checks its result against ``params``."""
+  sparsities = distribution(params)
+  _tree.check_same_structure(sparsities, params, name="distribution(params)",
+                             check_shapes=False)
+
+  def check(path, s, p):
+    if s is None:
+      return None
+    if _tree.is_concrete(s):
+      _masks._check_sparsity(s, "sparsity", path=path)  # pylint: disable=protected-access
+    if not jnp.issubdtype(jnp.result_type(p), jnp.floating):
+      raise ValueError(
+          f"leaf '{path}' of dtype {jnp.result_type(p)} is selected for "
+          "sparsity; only floating-point leaves can be sparse.")
+    return s
+
+  return _tree.map_with_path(check, sparsities, params)
+
+
+def budgets_for(sparsities: Any, params: Any,
+                block_shape: tuple[int, int] | None) -> Any:
+  """Kept entries per sparse leaf (``None`` for dense leaves)."""
+
+  def one(path, s, p):
+    if s is None:
+      return None
+    size = int(np.size(p))
+    if block_shape is None:
+      return _masks.budget(size, s)
+    bm, bn = block_shape
+    shape = np.shape(p)
+    if len(shape) < 2 or shape[-2] % bm or shape[-1] % bn:
+      raise ValueError(
+          f"`granularity` {block_shape} does not divide the last two "
+          f"dimensions of leaf '{path}' with shape {tuple(shape)}.")
+    return _masks.budget(size // (bm * bn), s) * (bm * bn)
+
+  return _tree.map_with_path(one, sparsities, params)
+
+
+def _where_tree(cond_tree: Any, true_tree: Any, false_tree: Any) -> Any:
+  """``jnp.where`` per leaf; a ``None`` condition keeps ``true_tree``."""
+  return jax.tree.map(
+      lambda c, t, f: t if c is None else jnp.where(c, t, f),
+      cond_tree, true_tree, false_tree, is_leaf=_tree.is_none)
+
+
+def grown_positions(new_masks: Any, old_masks: Any) -> Any:
+  """Positions that became active: ``new & ~old`` (``None`` for dense)."""
+  return jax.tree.map(
+      lambda n, o: None if n is None else n & ~o, new_masks, old_masks,
+      is_leaf=_tree.is_none)
+
+
+def reset_slots(inner: optax.GradientTransformation, inner_state: Any,
+                grown: Any) -> Any:
+  """Zeroes every params-shaped slot of any inner optimizer where grown."""
+  def reset(slot, g):
+    if g is None or not hasattr(slot, "shape") or slot.shape != g.shape:
+      return slot
+    return jnp.where(g, jnp.zeros_like(slot), slot)
+  return optax.tree.map_params(inner, reset, inner_state, grown,
+                               is_leaf=_tree.is_none)
+
+
+def sparse_wrapper(
+    inner: optax.GradientTransformation,
+    *,
+    sparsity: Any,
+    distribution: str | Callable[[Any], Any],
+    where: Any,
+    seed: Any,
+    update_every: int,
+    init_masks: InitMasksFn,
+    update_masks: UpdateMasksFn | None,
+    begin_step: int = 0,
+    end_step: int | None = None,
+    init_method_state: Callable[[Any], Any] | None = None,
+    accumulate: Callable[[Any, Any, Any, Any], Any] | None = None,
+    skip_inner_on_update: bool = False,
+    mask_gradients: bool = True,
+    reset_grown_slots: bool = True,
+    granularity: Any = "element",
+    exact_zero: bool = True,
+) -> optax.GradientTransformationExtraArgs:
+  """Builds a weight-sparsity transform that wraps ``inner``.
+
+  Args:
+    inner: the optimizer whose updates are sparsified.
+    sparsity: a float in ``[0, 1)``, an optax schedule of the step count, or
+      ``None`` (a callable ``distribution`` or given masks decide).
+    distribution: ``"uniform"``, ``"er"``, ``"erk"`` or a callable
+      ``params -> per-leaf sparsities``.
+    where: the leaf rule (see :mod:`sparsejax.distributions`).
+    seed: an int or a PRNG key; the key lives in the state.
+    update_every: masks are updated at steps ``begin_step + i * update_every``
+      (``i = 0, 1, ...``) up to ``end_step`` inclusive.
+    init_masks: ``(key, params, budgets, block_shape) -> masks``.
+    update_masks: ``MaskUpdate -> (masks, method_state)``, or ``None`` for
+      masks that never change.
+    begin_step: the first mask-update step.
+    end_step: the last step at which masks may change (``None``: no end).
+    init_method_state: ``params -> method_state`` (default: ``()``).
+    accumulate: ``(method_state, grads, params, masks) -> method_state``, run
+      on every step before the mask update (e.g. movement scores).
+    skip_inner_on_update: on a mask-update step, apply no optimizer step (and
+      leave the inner state as it is but for the reset slots), as RigL does.
+    mask_gradients: feed the inner optimizer gradients zeroed at pruned
+      positions, so its moments do not accumulate there.
+    reset_grown_slots: zero every params-shaped slot of the inner state at
+      positions that become active.
+    granularity: ``"element"`` or a block shape ``(bm, bn)``.
+    exact_zero: make the updates zero every pruned weight (``where(mask, u,
+      -p)``); ``False`` leaves the weights dense (straight-through training,
+      where only the forward pass is masked).
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformationExtraArgs`.
+  """
+  inner = optax.with_extra_args_support(inner)
+  check_sparsity_arg(sparsity, allow_none=True)
+  check_seed(seed)
+  update_every = check_positive_int(update_every, "update_every")
+  block_shape = check_granularity(granularity)
+  if callable(distribution) and sparsity is not None and not callable(
+      sparsity):
+    raise ValueError(
+        "`sparsity` must be None when `distribution` is a callable.")
+  if not callable(distribution) and distribution not in ("uniform", "er",
+                                                          "erk"):
+    raise ValueError(
+        "`distribution` must be 'uniform', 'er', 'erk' or a callable, got "
+        f"{distribution!r}.")
+
+  def sparsity_at(count):
+    return sparsity(count) if callable(sparsity) else sparsity
+
+  def budgets(params, count):
+    s = sparsity_at(count)
+    dist = (distribution if callable(distribution) else
+            _distributions.resolve(distribution, s, where=where))
+    return budgets_for(leaf_sparsities(dist, params), params, block_shape)
+
+  def init_fn(params):
+    key = canonical_key(seed)
+    key, init_key = jax.random.split(key)
+    b = budgets(params, jnp.zeros([], jnp.int32))
+    masks = init_masks(init_key, params, b, block_shape)
+    _tree.check_same_structure(masks, params, name="masks")
+    masks = jax.tree.map(
+        lambda m: None if m is None else jnp.asarray(m, jnp.bool_), masks,
+        is_leaf=_tree.is_none)
+    method_state = init_method_state(params) if init_method_state else ()
+    return SparseState(
+        count=jnp.zeros([], jnp.int32), masks=masks, key=key,
+        inner_state=inner.init(params), method_state=method_state)
+
+  def is_update_step(count):
+    since = count - begin_step
+    ok = (since >= 0) & (since % update_every == 0)
+    if end_step is not None:
+      ok = ok & (count <= end_step)
+    return ok
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if params is None:
+      raise ValueError(NO_PARAMS_MSG)
+    _tree.check_same_structure(updates, params, name="updates")
+    _tree.check_same_structure(state.masks, params, name="masks")
+    count = state.count
+    key, step_key = jax.random.split(state.key)
+    method_state = state.method_state
+    if accumulate is not None:
+      method_state = accumulate(method_state, updates, params, state.masks)
+    update_now = (jnp.zeros([], jnp.bool_) if update_masks is None
+                  else is_update_step(count))
+
+    def new_masks():
+      return update_masks(MaskUpdate(
+          params=params, grads=updates, masks=state.masks,
+          budgets=budgets(params, count), key=step_key, count=count,
+          inner_state=state.inner_state, method_state=method_state,
+          block_shape=block_shape))
+
+    def inner_step(masks, inner_state):
+      grads = (_where_tree(masks, updates, jax.tree.map(jnp.zeros_like,
+                                                        updates))
+               if mask_gradients else updates)
+      return inner.update(grads, inner_state, params, **extra_args)
+
+    if update_masks is None:
+      masks = state.masks
+      inner_updates, inner_state = inner_step(masks, state.inner_state)
+    elif skip_inner_on_update:
+      def on_update():
+        masks, mstate = new_masks()
+        inner_state = state.inner_state
+        if reset_grown_slots:
+          inner_state = reset_slots(
+              inner, inner_state, grown_positions(masks, state.masks))
+        return (masks, mstate, jax.tree.map(jnp.zeros_like, updates),
+                inner_state)
+
+      def otherwise():
+        u, s = inner_step(state.masks, state.inner_state)
+        return state.masks, method_state, u, s
+
+      masks, method_state, inner_updates, inner_state = lax.cond(
+          update_now, on_update, otherwise)
+    else:
+      def on_update():
+        masks, mstate = new_masks()
+        inner_state = state.inner_state
+        if reset_grown_slots:
+          inner_state = reset_slots(
+              inner, inner_state, grown_positions(masks, state.masks))
+        return masks, mstate, inner_state
+
+      masks, method_state, inner_state = lax.cond(
+          update_now, on_update,
+          lambda: (state.masks, method_state, state.inner_state))
+      inner_updates, inner_state = inner_step(masks, inner_state)
+
+    if exact_zero:
+      out = _where_tree(
+          masks, inner_updates,
+          jax.tree.map(lambda p, u: (-p).astype(u.dtype), params,
+                       inner_updates))
+    else:
+      out = inner_updates
+    return out, SparseState(
+        count=optax.safe_increment(count), masks=masks, key=key,
+        inner_state=inner_state, method_state=method_state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def find_states(state: Any) -> list[SparseState]:
+  """Every :class:`SparseState` inside a (chained, wrapped) optimizer state."""
+  return [s for s in jax.tree.leaves(
+      state, is_leaf=lambda x: isinstance(x, SparseState))
+          if isinstance(s, SparseState)]
+
+
+def get_masks(opt_state: Any) -> Any:
+  """The sparsity masks held by an optimizer state.
+
+  Finds the state of the sparsejax transform anywhere inside a chained or
+  wrapped state (``optax.chain``, ``optax.MultiSteps``,
+  ``optax.inject_hyperparams``, ``nnx.Optimizer.opt_state``).
+
+  Args:
+    opt_state: the optimizer state.
+
+  Returns:
+    A pytree with the structure of the params: bool arrays for sparse leaves,
+    ``None`` for dense ones.
+
+  Raises:
+    ValueError: if the state holds no sparsejax transform, or more than one.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> import sparsejax as sj
+    >>> params = {'w': jnp.ones((4, 4)), 'b': jnp.ones(4)}
+    >>> tx = optax.chain(optax.clip(1.0),
+    ...                  sj.static_sparse(optax.sgd(0.1), sparsity=0.75))
+    >>> masks = sj.get_masks(tx.init(params))
+    >>> masks['b'], int(masks['w'].sum())
+    (None, 4)
+  """
+  found = find_states(opt_state)
+  if not found:
+    raise ValueError(
+        "`opt_state` holds no sparsejax transform state (SparseState).")
+  if len(found) > 1:
+    raise ValueError(
+        f"`opt_state` holds {len(found)} sparsejax transform states; pass the "
+        "one you mean.")
+  return _tree.unwrap_variables(found[0].masks)
+
+
+def forward_params(params: Any, opt_state: Any) -> Any:
+  """The parameters the forward pass must use.
+
+  For the exact-zero transforms (:func:`static_sparse`,
+  :func:`magnitude_pruning`, drop-and-grow methods) pruned weights are already
+  zero and this returns ``params`` unchanged in value; for straight-through
+  transforms, whose weights stay dense, it applies the masks. Calling it in
+  every loss function makes a training loop independent of the method.
+
+  Args:
+    params: the current parameters.
+    opt_state: the optimizer state holding one sparsejax transform.
+
+  Returns:
+    ``params`` with the masks of ``opt_state`` applied.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> import sparsejax as sj
+    >>> params = {'w': jnp.arange(1., 5.).reshape(2, 2)}
+    >>> tx = sj.static_sparse(optax.sgd(0.1), sparsity=0.5)
+    >>> state = tx.init(params)
+    >>> int((sj.forward_params(params, state)['w'] != 0).sum())
+    2
+  """
+  return _masks.apply(params, get_masks(opt_state))
+

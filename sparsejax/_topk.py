@@ -1,0 +1,101 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""Exact top-k selection by threshold bisection.
+
+Sorting or flattening a sharded array fails under explicit sharding (and
+all-gathers it otherwise), so the k largest entries are found with
+comparisons and sums only: a bisection over the 32-bit order key of the
+scores finds the k-th largest value, and a second bisection over the linear
+index breaks ties at that value in favour of the lowest index. Both loops have
+a static trip count, so ``k`` may be a traced value (a scheduled sparsity).
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_KEY_BITS = 32
+
+
+def order_key(scores: jax.Array) -> jax.Array:
+  """Maps float scores to ``uint32`` keys with the same order.
+
+  NaN sorts below every number, and ``-0.0`` ties with ``0.0``.
+  """
+  x = scores.astype(jnp.float32)
+  x = jnp.where(jnp.isnan(x), -jnp.inf, x)
+  x = jnp.where(x == 0, jnp.zeros_like(x), x)
+  bits = lax.bitcast_convert_type(x, jnp.uint32)
+  negative = (bits >> 31) == 1
+  return jnp.where(negative, ~bits, bits | jnp.uint32(0x80000000))
+
+
+def _linear_index(shape: Sequence[int], offset: int) -> jax.Array:
+  index = jnp.full(shape, offset, jnp.int32)
+  stride = 1
+  for axis in reversed(range(len(shape))):
+    index = index + lax.broadcasted_iota(jnp.int32, shape, axis) * stride
+    stride *= shape[axis]
+  return index
+
+
+def _count(arrays: Sequence[jax.Array]) -> jax.Array:
+  return sum(jnp.sum(a, dtype=jnp.int32) for a in arrays)
+
+
+def topk_keys(keys: Sequence[jax.Array], k: jax.Array) -> list[jax.Array]:
+  """Masks of the ``k`` largest entries across all ``keys`` arrays.
+
+  Args:
+    keys: ``uint32`` order keys (see :func:`order_key`), any shapes.
+    k: how many entries to keep in total; a scalar (may be traced) with
+      ``0 <= k <= total size``.
+
+  Returns:
+    Bool masks shaped like ``keys`` with exactly ``k`` True entries in total;
+    among equal keys, lower linear index (leaf order, then row-major) wins.
+  """
+  k = jnp.asarray(k, jnp.int32)
+  sizes = [int(np.prod(a.shape)) for a in keys]
+  total = sum(sizes)
+
+  def body(_, bounds):
+    lo, hi = bounds
+    mid = lo + (hi - lo) // 2
+    enough = _count([a >= mid for a in keys]) >= k
+    return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid)
+
+  # Invariant: count(key >= lo) >= k > count(key >= hi).
+  lo, _ = lax.fori_loop(
+      0, _KEY_BITS, body, (jnp.uint32(0), jnp.uint32(0xFFFFFFFF)))
+  above = [a > lo for a in keys]
+  ties = [a == lo for a in keys]
+  needed = k - _count(above)
+
+  def all_ties():
+    return [a | t for a, t in zip(above, ties, strict=True)]
+
+  def first_ties():
+    offsets = np.cumsum([0] + sizes[:-1]).tolist()
+    index = [_linear_index(a.shape, o) for a, o in zip(keys, offsets,
+                                                      strict=True)]
+
+    def index_body(_, bounds):
+      lo, hi = bounds
+      mid = lo + (hi - lo) // 2
+      enough = _count([t & (i < mid) for t, i in zip(ties, index,
+                                                      strict=True)]) >= needed
+      return jnp.where(enough, lo, mid), jnp.where(enough, mid, hi)
+
+    # Smallest j with count(tie & index < j) >= needed lies in (lo, hi].
+    steps = max(1, int(np.ceil(np.log2(total + 1))))
+    _, j = lax.fori_loop(
+        0, steps, index_body, (jnp.int32(0), jnp.int32(total)))
+    return [a | (t & (i < j))
+            for a, t, i in zip(above, ties, index, strict=True)]
+
+  masks = lax.cond(_count(ties) == needed, all_ties, first_ties)
+  return [jnp.where(k <= 0, False, jnp.where(k >= total, True, m))
+          for m in masks]
