@@ -6,4 +6,10 @@ Pallas TPU / GPU implementations, and an ``ops`` module with the custom VJP and
 the dispatch on ``implementation=None | "xla" | "pallas_tpu" | "pallas_gpu"``.
 """
 
-__all__ = ()
+from pallas_kernels.gmm import gmm
+from pallas_kernels.gmm import tgmm
+
+__all__ = (
+    "gmm",
+    "tgmm",
+)
