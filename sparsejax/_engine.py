@@ -39,6 +39,9 @@ class SparseState(NamedTuple):
     inner_state: the state of the wrapped optimizer.
     method_state: method-specific state (e.g. movement scores); ``()`` when
       the method keeps none.
+    pruned_scale: ``None``, or the factor (float32 scalar) by which
+      :func:`forward_params` multiplies pruned entries instead of zeroing
+      them (decaying-mask methods such as MDGF).
   """
 
   count: jax.Array  # shape=(), dtype=jnp.int32.
@@ -46,6 +49,7 @@ class SparseState(NamedTuple):
   key: jax.Array  # a typed key, shape=().
   inner_state: Any
   method_state: Any
+  pruned_scale: Any = None  # None, or shape=(), dtype=jnp.float32.
 
 
 class MaskUpdate(NamedTuple):
@@ -240,6 +244,8 @@ def sparse_wrapper(
     reset_grown_slots: bool = True,
     granularity: Any = "element",
     exact_zero: bool = True,
+    transform_grads: Callable[[Any, Any, Any, Any], Any] | None = None,
+    pruned_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   """Builds a weight-sparsity transform that wraps ``inner``.
 
@@ -271,6 +277,13 @@ def sparse_wrapper(
     exact_zero: make the updates zero every pruned weight (``where(mask, u,
       -p)``); ``False`` leaves the weights dense (straight-through training,
       where only the forward pass is masked).
+    transform_grads: ``(grads, params, masks, method_state) -> grads``,
+      applied to the incoming gradients (with the masks of this step) before
+      they are masked and fed to the inner optimizer (e.g. SR-STE's decay
+      ``g + lambda * (1 - M) * W``); ``None`` leaves them as they are.
+    pruned_scale: ``None``, or a float or schedule ``count -> beta``: the
+      state then carries ``beta`` at the current count and
+      :func:`forward_params` gives pruned entries ``beta * W`` instead of 0.
 
   Returns:
     The corresponding :class:`optax.GradientTransformationExtraArgs`.
@@ -299,6 +312,12 @@ def sparse_wrapper(
             _distributions.resolve(distribution, s, where=where))
     return budgets_for(leaf_sparsities(dist, params), params, block_shape)
 
+  def scale_at(count):
+    if pruned_scale is None:
+      return None
+    beta = pruned_scale(count) if callable(pruned_scale) else pruned_scale
+    return jnp.asarray(beta, jnp.float32)
+
   def init_fn(params):
     key = canonical_key(seed)
     key, init_key = jax.random.split(key)
@@ -311,7 +330,8 @@ def sparse_wrapper(
     method_state = init_method_state(params) if init_method_state else ()
     return SparseState(
         count=jnp.zeros([], jnp.int32), masks=masks, key=key,
-        inner_state=inner.init(params), method_state=method_state)
+        inner_state=inner.init(params), method_state=method_state,
+        pruned_scale=scale_at(jnp.zeros([], jnp.int32)))
 
   def is_update_step(count):
     since = count - begin_step
@@ -340,10 +360,11 @@ def sparse_wrapper(
           inner_state=state.inner_state, method_state=method_state,
           block_shape=block_shape))
 
-    def inner_step(masks, inner_state):
-      grads = (_where_tree(masks, updates, jax.tree.map(jnp.zeros_like,
-                                                        updates))
-               if mask_gradients else updates)
+    def inner_step(masks, inner_state, mstate=method_state):
+      grads = (updates if transform_grads is None else
+               transform_grads(updates, params, masks, mstate))
+      grads = (_where_tree(masks, grads, jax.tree.map(jnp.zeros_like, grads))
+               if mask_gradients else grads)
       return inner.update(grads, inner_state, params, **extra_args)
 
     if update_masks is None:
@@ -377,7 +398,8 @@ def sparse_wrapper(
       masks, method_state, inner_state = lax.cond(
           update_now, on_update,
           lambda: (state.masks, method_state, state.inner_state))
-      inner_updates, inner_state = inner_step(masks, inner_state)
+      inner_updates, inner_state = inner_step(masks, inner_state,
+                                              method_state)
 
     if exact_zero:
       out = _where_tree(
@@ -386,9 +408,11 @@ def sparse_wrapper(
                        inner_updates))
     else:
       out = inner_updates
+    new_count = optax.safe_increment(count)
     return out, SparseState(
-        count=optax.safe_increment(count), masks=masks, key=key,
-        inner_state=inner_state, method_state=method_state)
+        count=new_count, masks=masks, key=key,
+        inner_state=inner_state, method_state=method_state,
+        pruned_scale=scale_at(new_count))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -441,11 +465,21 @@ def get_masks(opt_state: Any) -> Any:
 def forward_params(params: Any, opt_state: Any) -> Any:
   """The parameters the forward pass must use.
 
-  For the exact-zero transforms (:func:`static_sparse`,
-  :func:`magnitude_pruning`, drop-and-grow methods) pruned weights are already
-  zero and this returns ``params`` unchanged in value; for straight-through
-  transforms, whose weights stay dense, it applies the masks. Calling it in
-  every loss function makes a training loop independent of the method.
+  The one helper for every sparsejax transform; calling it in every loss
+  function makes a training loop independent of the method. For the
+  exact-zero transforms (:func:`static_sparse`, :func:`magnitude_pruning`,
+  drop-and-grow methods) pruned weights are already zero and this returns
+  ``params`` unchanged in value; for straight-through transforms
+  (:func:`ste`, :func:`top_kast`, :func:`nm_sparse`), whose weights stay
+  dense, it applies the masks; for a decaying mask (:func:`nm_sparse` with
+  ``decay``) it returns ``W * (M + beta * (1 - M))`` with the state's
+  current ``beta``.
+
+  Its gradient is the identity (straight-through): differentiating a loss of
+  ``forward_params(params, state)`` with respect to ``params`` gives the
+  gradient with respect to the forward parameters at every entry, pruned or
+  not, which is what straight-through training and gradient-based growth
+  need.
 
   Args:
     params: the current parameters.
@@ -463,5 +497,23 @@ def forward_params(params: Any, opt_state: Any) -> Any:
     >>> int((sj.forward_params(params, state)['w'] != 0).sum())
     2
   """
-  return _masks.apply(params, get_masks(opt_state))
+  found = find_states(opt_state)
+  if len(found) != 1:
+    get_masks(opt_state)  # raises the error that explains the problem
+  state = found[0]
+  masks = _tree.unwrap_variables(state.masks)
+  params = _tree.unwrap_variables(params)
+  _tree.check_same_structure(masks, params, name="masks")
+  beta = state.pruned_scale
 
+  def one(m, p):
+    if m is None:
+      return p
+    if beta is None:
+      value = jnp.where(m, p, jnp.zeros_like(p))
+    else:
+      value = jnp.where(m, p, (beta * p).astype(p.dtype))
+    # Forward value `value`, gradient the identity (straight-through).
+    return p + lax.stop_gradient(value - p)
+
+  return jax.tree.map(one, masks, params, is_leaf=_tree.is_none)
