@@ -8,8 +8,10 @@ the dispatch on ``implementation=None | "xla" | "pallas_tpu" | "pallas_gpu"``.
 
 from pallas_kernels.gmm import gmm
 from pallas_kernels.gmm import tgmm
+from pallas_kernels.sparse_input import sparse_input_matmul
 
 __all__ = (
     "gmm",
+    "sparse_input_matmul",
     "tgmm",
 )

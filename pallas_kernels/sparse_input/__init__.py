@@ -1,0 +1,11 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""Sparse-input matmul: `x @ W` from the rows of `W` that `x` activates.
+
+`reference` is the XLA implementation (active-row listing and a blocked
+gather-and-multiply loop), `ops` the public :func:`sparse_input_matmul` with
+its custom VJP.
+"""
+
+from pallas_kernels.sparse_input.ops import sparse_input_matmul
+
+__all__ = ("sparse_input_matmul",)
