@@ -2,5 +2,18 @@
 """Flax NNX layers for sparse models (requires the ``flax`` extra)."""
 
 # Each area adds its own import lines here.
+from sparsejax.nn.activations import ActivationThreshold
+from sparsejax.nn.activations import GatedFFN
+from sparsejax.nn.activations import StatisticalTopK
+from sparsejax.nn.activations import Threshold
+from sparsejax.nn.activations import TopK
+from sparsejax.nn.activations import calibrate_thresholds
 
-__all__ = ()
+__all__ = (
+    "ActivationThreshold",
+    "GatedFFN",
+    "StatisticalTopK",
+    "Threshold",
+    "TopK",
+    "calibrate_thresholds",
+)
