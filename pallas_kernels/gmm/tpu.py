@@ -1,5 +1,5 @@
 # Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
-"""Grouped matmul (gmm) and its weight-gradient form (tgmm) as Mosaic TPU kernels.
+"""Grouped matmul (gmm) and its weight gradient (tgmm) as Mosaic TPU kernels.
 
 The rows of ``lhs`` are sorted by group: group ``g`` owns the rows
 ``[offsets[g], offsets[g + 1])`` where ``offsets`` is the exclusive cumulative
@@ -273,8 +273,8 @@ def tgmm(lhs, grad, group_sizes, *, preferred_element_type=None,
     grad: ``[m, n]``.
     group_sizes: ``[G]`` int32.
     preferred_element_type: output dtype; default: the promoted input dtype.
-    tiling: ``(tm, tk, tn)``; ``tm`` a multiple of 128 (it is the lane axis of
-      the transposed ``lhs`` tile), ``tk`` and ``tn`` multiples of 128.
+    tiling: ``(tm, tk, tn)``; ``tm`` a multiple of 8, ``tk`` and ``tn``
+      multiples of 128.
     interpret: passed to ``pl.pallas_call``.
 
   Returns:
