@@ -1,0 +1,152 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""`block_sparse_matmul`: the custom VJP and the dispatch over implementations.
+
+Forward ``y = x @ W``; backward ``dx = dy @ W.T`` through the transposed
+topology and ``dW`` only at the stored blocks (``sdd``), as stk and MegaBlocks
+do (research/kernels.md, sections 3.1 and 7). The integer leaves of the
+``BlockSparseMatrix`` get ``float0`` cotangents.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pallas_kernels.block_sparse import reference
+from pallas_kernels.block_sparse.format import BlockSparseMatrix
+
+__all__ = ("block_sparse_matmul",)
+
+_IMPLEMENTATIONS = ("xla", "pallas_tpu", "pallas_gpu")
+
+
+def _resolve(implementation, interpret):
+  if implementation is not None and implementation not in _IMPLEMENTATIONS:
+    raise ValueError(
+        f"implementation must be None or one of {_IMPLEMENTATIONS}, got "
+        f"{implementation!r}.")
+  if implementation == "xla" and interpret not in (None, False):
+    raise ValueError(
+        "interpret applies to the Pallas implementations only, not 'xla'.")
+  if implementation is not None:
+    return implementation
+  backend = jax.default_backend()
+  if interpret not in (None, False):
+    return "pallas_gpu" if backend == "gpu" else "pallas_tpu"
+  if backend == "tpu":
+    return "pallas_tpu"
+  if backend == "gpu":
+    return "pallas_gpu"
+  return "xla"
+
+
+def _kernels(implementation, interpret):
+  """(matmul, matmul_t, sdd) callables ``f(a, [b,] w)`` for one backend."""
+  if implementation == "xla":
+    return reference.matmul, reference.matmul_t, reference.sdd
+  if implementation == "pallas_tpu":
+    from pallas_kernels.block_sparse import tpu as mod
+  else:
+    from pallas_kernels.block_sparse import gpu as mod
+  return (functools.partial(mod.matmul, interpret=interpret),
+          functools.partial(mod.matmul_t, interpret=interpret),
+          functools.partial(mod.sdd, interpret=interpret))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _bsmm(x, w, implementation, interpret):
+  mm, _, _ = _kernels(implementation, interpret)
+  return mm(x, w)
+
+
+def _bsmm_fwd(x, w, implementation, interpret):
+  mm, _, _ = _kernels(implementation, interpret)
+  return mm(x, w), (x, w)
+
+
+def _float0_like(a):
+  return np.zeros(np.shape(a), dtype=jax.dtypes.float0)
+
+
+def _bsmm_bwd(implementation, interpret, res, dy):
+  x, w = res
+  _, mm_t, sdd = _kernels(implementation, interpret)
+  dx = mm_t(dy, w, out_dtype=x.dtype)
+  ddata = sdd(x, dy, w, out_dtype=w.dtype)
+  leaves, aux = w.tree_flatten()
+  dw = BlockSparseMatrix.tree_unflatten(
+      aux, (ddata,) + tuple(_float0_like(a) for a in leaves[1:]))
+  return dx, dw
+
+
+_bsmm.defvjp(_bsmm_fwd, _bsmm_bwd)
+
+
+def block_sparse_matmul(x, w: BlockSparseMatrix, *, implementation=None,
+                        interpret=None):
+  """``x @ w.to_dense()`` computed over the stored blocks only.
+
+  Differentiable in ``x`` and in ``w.data`` (a ``jax.custom_vjp``): ``dx`` runs
+  through the transposed topology and the gradient of ``w`` is computed only at
+  its stored blocks (zero in the padding slots). ``w``'s integer leaves get
+  ``float0`` cotangents, so ``jax.grad`` with respect to the whole matrix needs
+  ``allow_int=True``; to differentiate only the blocks, close over the topology
+  and differentiate ``lambda d: f(w.with_data(d))`` at ``w.data``.
+
+  Args:
+    x: dense ``[..., K]``; leading dimensions are flattened into rows.
+    w: a :class:`BlockSparseMatrix` of shape ``[K, N]``.
+    implementation: ``None`` (choose by backend: ``"pallas_tpu"`` on TPU,
+      ``"pallas_gpu"`` on GPU, ``"xla"`` elsewhere; with ``interpret`` set,
+      the Pallas path of the backend, TPU on CPU), ``"xla"`` (gather, batched
+      matmul and segment-sum over the stored blocks), ``"pallas_tpu"`` (Mosaic
+      TPU kernels; blocks must obey the (8, 128) rule) or ``"pallas_gpu"``
+      (Triton kernels). An explicit choice never checks the backend, so a CPU
+      host can lower it for its target with ``jax.export``.
+    interpret: for the Pallas paths, ``True`` or
+      ``jax.experimental.pallas.tpu.InterpretParams()`` runs the kernel in
+      interpret mode on any backend (the latter simulates the TPU and raises
+      on out-of-bounds block indices and out-of-order output revisits).
+
+  Returns:
+    ``[..., N]`` with dtype ``result_type(x, w.dtype)``; products accumulate
+    in float32 for 16-bit inputs.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from pallas_kernels import BlockSparseMatrix, block_sparse_matmul
+    >>> w = jnp.arange(16.0).reshape(4, 4)
+    >>> m = BlockSparseMatrix.from_dense(w, (2, 2), jnp.eye(2, dtype=bool))
+    >>> x = jnp.ones((1, 4))
+    >>> block_sparse_matmul(x, m).tolist()
+    [[4.0, 6.0, 24.0, 26.0]]
+    >>> g = jax.grad(lambda d: block_sparse_matmul(x, m.with_data(d)).sum())
+    >>> g(m.data)[0].tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+  """
+  if not isinstance(w, BlockSparseMatrix):
+    raise ValueError(
+        f"w must be a BlockSparseMatrix, got {type(w).__name__}.")
+  x = jnp.asarray(x)
+  k, n = w.shape
+  if x.ndim < 1 or x.shape[-1] != k:
+    raise ValueError(
+        f"x must have shape [..., {k}] to multiply w of shape {w.shape}, got "
+        f"{x.shape}.")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"x must have a floating dtype, got {x.dtype}.")
+  implementation = _resolve(implementation, interpret)
+  if interpret is False:
+    interpret = None
+  lead = x.shape[:-1]
+  x2 = x.reshape(-1, k)
+  # One dtype inside the kernels: promote both operands.
+  dtype = jnp.result_type(x.dtype, w.dtype)
+  x2 = x2.astype(dtype)
+  if w.dtype != dtype:
+    w = w.with_data(w.data.astype(dtype))
+  y = _bsmm(x2, w, implementation, interpret)
+  return y.reshape(*lead, n)
