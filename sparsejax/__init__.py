@@ -12,14 +12,32 @@ __version__ = "0.1.0"
 # Each area adds its own line here.
 from sparsejax import activations
 from sparsejax import distributions
+from sparsejax import dst
 from sparsejax import masks
+from sparsejax import moe
 from sparsejax._engine import MaskUpdate
 from sparsejax._engine import SparseState
 from sparsejax._engine import forward_params
 from sparsejax._engine import get_masks
+from sparsejax.dst import granet
+from sparsejax.dst import mest
+from sparsejax.dst import rigl
+from sparsejax.dst import set_
+from sparsejax.dst import snfs
+from sparsejax.dst import srigl
 from sparsejax.pruning import magnitude_pruning
 from sparsejax.pruning import random_pruning
 from sparsejax.pruning import static_sparse
+from sparsejax.init_pruning import grasp
+from sparsejax.init_pruning import snip
+from sparsejax.init_pruning import synflow
+from sparsejax.oneshot import OneShotResult
+from sparsejax.oneshot import prune_model
+from sparsejax.oneshot import sparsegpt
+from sparsejax.oneshot import wanda
+from sparsejax.straight_through import nm_sparse
+from sparsejax.straight_through import ste
+from sparsejax.straight_through import top_kast
 from sparsejax.summary import Summary
 from sparsejax.summary import SummaryRow
 from sparsejax.summary import summarize
@@ -28,14 +46,32 @@ __all__ = (
     "__version__",
     "activations",
     "distributions",
+    "dst",
     "masks",
+    "moe",
     "MaskUpdate",
     "SparseState",
     "forward_params",
     "get_masks",
+    "granet",
+    "mest",
+    "rigl",
+    "set_",
+    "snfs",
+    "srigl",
     "magnitude_pruning",
     "random_pruning",
     "static_sparse",
+    "grasp",
+    "snip",
+    "synflow",
+    "OneShotResult",
+    "prune_model",
+    "sparsegpt",
+    "wanda",
+    "nm_sparse",
+    "ste",
+    "top_kast",
     "Summary",
     "SummaryRow",
     "summarize",
