@@ -4,14 +4,19 @@
 import jax
 import jax.numpy as jnp
 
+import pallas_kernels
 
-def _gmm(lhs, rhs, group_sizes):
+
+def _gmm(lhs, rhs, group_sizes, implementation, interpret):
   """Grouped matmul: rows of group g of ``lhs [m, k]`` times ``rhs[g]``.
 
-  The one place the MoE code calls a grouped matmul, so that the kernel
-  behind it can change without touching the rest.
+  The one place the MoE code calls a grouped matmul: the Pallas kernel on
+  TPU, XLA's ``ragged_dot`` elsewhere, both under a custom VJP whose weight
+  gradient is ``tgmm``. Rows past ``sum(group_sizes)`` come out zero.
   """
-  return jax.lax.ragged_dot(lhs, rhs, group_sizes)
+  return pallas_kernels.gmm(lhs, rhs, group_sizes,
+                            implementation=implementation,
+                            interpret=interpret)
 
 
 def _row_experts(group_sizes, num_rows):
@@ -22,13 +27,13 @@ def _row_experts(group_sizes, num_rows):
 
 
 def expert_mlp(x, w_in, w_out, *, group_sizes=None, b_in=None, b_out=None,
-               activation=jax.nn.gelu):
+               activation=jax.nn.gelu, implementation=None, interpret=None):
   """E two-layer MLPs ``activation(x W_in[e] + b_in[e]) W_out[e] + b_out[e]``.
 
   With ``group_sizes`` the input is the dropless layout of
   :func:`sort_dispatch` (rows grouped by expert) and both layers are grouped
-  matmuls; without it, the ``[E, C, d]`` buffer of :func:`capacity_dispatch`
-  and both layers are batched einsums.
+  matmuls (:func:`pallas_kernels.gmm`); without it, the ``[E, C, d]`` buffer
+  of :func:`capacity_dispatch` and both layers are batched einsums.
 
   Args:
     x: ``[N, d]`` rows grouped by expert, or a ``[E, C, d]`` buffer.
@@ -38,6 +43,9 @@ def expert_mlp(x, w_in, w_out, *, group_sizes=None, b_in=None, b_out=None,
     b_in: optional ``[E, h]``.
     b_out: optional ``[E, n]``.
     activation: elementwise nonlinearity.
+    implementation: the grouped-matmul kernel, as in
+      :func:`pallas_kernels.gmm` (None: by backend).
+    interpret: Pallas interpret mode, as in :func:`pallas_kernels.gmm`.
 
   Returns:
     ``[N, n]`` or ``[E, C, n]``, matching ``x``.
@@ -89,10 +97,10 @@ def expert_mlp(x, w_in, w_out, *, group_sizes=None, b_in=None, b_out=None,
   rows = None
   if b_in is not None or b_out is not None:
     rows = _row_experts(group_sizes, x.shape[0])
-  h = _gmm(x, w_in, group_sizes)
+  h = _gmm(x, w_in, group_sizes, implementation, interpret)
   if b_in is not None:
     h = h + jnp.take(b_in, rows, axis=0)
-  y = _gmm(activation(h), w_out, group_sizes)
+  y = _gmm(activation(h), w_out, group_sizes, implementation, interpret)
   if b_out is not None:
     y = y + jnp.take(b_out, rows, axis=0)
   return y
