@@ -71,7 +71,7 @@ def _operands(seed, m, k, n, num_groups, dtype=jnp.float32):
 # --- numerics ----------------------------------------------------------------
 
 
-@hypothesis.settings(max_examples=6, deadline=None)
+@hypothesis.settings(max_examples=5, deadline=None)
 @hypothesis.given(
     seed=st.integers(0, 2**31 - 1),
     m=st.integers(1, 40),
@@ -243,10 +243,13 @@ def test_check_grads(implementation):
   # each function many times with the same shapes.
   check_grads(jax.jit(lambda a, b: gmm(a, b, group_sizes, **kwargs)),
               (lhs, rhs), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
-  check_grads(jax.jit(lambda a, b: gmm(a, b, group_sizes, transpose_rhs=True,
-                                       **kwargs)),
-              (lhs, jnp.swapaxes(rhs, 1, 2)), order=1, modes=("rev",),
-              atol=1e-2, rtol=1e-2)
+  if implementation == "xla":
+    # The VJP rules do not depend on the backend; the Pallas transposed
+    # kernel's values are checked in the numerics tests above.
+    check_grads(jax.jit(lambda a, b: gmm(a, b, group_sizes,
+                                         transpose_rhs=True, **kwargs)),
+                (lhs, jnp.swapaxes(rhs, 1, 2)), order=1, modes=("rev",),
+                atol=1e-2, rtol=1e-2)
   check_grads(jax.jit(lambda a, b: tgmm(a, b, group_sizes, **kwargs)),
               (lhs, grad), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
 
