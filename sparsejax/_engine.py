@@ -246,6 +246,7 @@ def sparse_wrapper(
     exact_zero: bool = True,
     transform_grads: Callable[[Any, Any, Any, Any], Any] | None = None,
     pruned_scale: Any = None,
+    update_after_inner: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """Builds a weight-sparsity transform that wraps ``inner``.
 
@@ -284,6 +285,10 @@ def sparse_wrapper(
     pruned_scale: ``None``, or a float or schedule ``count -> beta``: the
       state then carries ``beta`` at the current count and
       :func:`forward_params` gives pruned entries ``beta * W`` instead of 0.
+    update_after_inner: on a mask-update step, first take the inner step with
+      the current masks, then compute the new masks from the stepped weights
+      and the stepped inner state (optimizer step, then mask update, as SET,
+      SNFS, MEST and GraNet do); grown weights stay 0 on that step.
 
   Returns:
     The corresponding :class:`optax.GradientTransformationExtraArgs`.
@@ -353,11 +358,11 @@ def sparse_wrapper(
     update_now = (jnp.zeros([], jnp.bool_) if update_masks is None
                   else is_update_step(count))
 
-    def new_masks():
+    def new_masks(p=params, s=state.inner_state):
       return update_masks(MaskUpdate(
-          params=params, grads=updates, masks=state.masks,
+          params=p, grads=updates, masks=state.masks,
           budgets=budgets(params, count), key=step_key, count=count,
-          inner_state=state.inner_state, method_state=method_state,
+          inner_state=s, method_state=method_state,
           block_shape=block_shape))
 
     def inner_step(masks, inner_state, mstate=method_state):
@@ -370,6 +375,30 @@ def sparse_wrapper(
     if update_masks is None:
       masks = state.masks
       inner_updates, inner_state = inner_step(masks, state.inner_state)
+    elif update_after_inner:
+      stepped_updates, stepped_state = inner_step(state.masks,
+                                                  state.inner_state)
+      if exact_zero:
+        # Zero at pruned positions, so that grown weights stay exactly 0
+        # (straight-through transforms keep updating their dense weights).
+        stepped_updates = _where_tree(
+            state.masks, stepped_updates,
+            jax.tree.map(jnp.zeros_like, stepped_updates))
+      stepped = jax.tree.map(lambda p, u: p + u.astype(p.dtype), params,
+                             stepped_updates)
+
+      def on_update():
+        masks, mstate = new_masks(stepped, stepped_state)
+        inner_state = stepped_state
+        if reset_grown_slots:
+          inner_state = reset_slots(
+              inner, inner_state, grown_positions(masks, state.masks))
+        return masks, mstate, inner_state
+
+      masks, method_state, inner_state = lax.cond(
+          update_now, on_update,
+          lambda: (state.masks, method_state, stepped_state))
+      inner_updates = stepped_updates
     elif skip_inner_on_update:
       def on_update():
         masks, mstate = new_masks()
@@ -402,8 +431,13 @@ def sparse_wrapper(
                                               method_state)
 
     if exact_zero:
+      # Only positions kept through this step take the inner update: pruned
+      # and newly grown weights are set to exactly 0 (grown ones even when the
+      # params passed in were not yet zero there, e.g. dense at step 0).
+      kept = jax.tree.map(lambda n, o: None if n is None else n & o, masks,
+                          state.masks, is_leaf=_tree.is_none)
       out = _where_tree(
-          masks, inner_updates,
+          kept, inner_updates,
           jax.tree.map(lambda p, u: (-p).astype(u.dtype), params,
                        inner_updates))
     else:
@@ -504,7 +538,7 @@ def forward_params(params: Any, opt_state: Any) -> Any:
   masks = _tree.unwrap_variables(state.masks)
   params = _tree.unwrap_variables(params)
   _tree.check_same_structure(masks, params, name="masks")
-  beta = state.pruned_scale
+  beta = _tree.unwrap_variables(state.pruned_scale)  # NNX wraps it
 
   def one(m, p):
     if m is None:

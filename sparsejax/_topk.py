@@ -25,11 +25,12 @@ def order_key(scores: jax.Array) -> jax.Array:
   NaN sorts below every number, and ``-0.0`` ties with ``0.0``.
   """
   x = scores.astype(jnp.float32)
-  x = jnp.where(jnp.isnan(x), -jnp.inf, x)
   x = jnp.where(x == 0, jnp.zeros_like(x), x)
   bits = lax.bitcast_convert_type(x, jnp.uint32)
   negative = (bits >> 31) == 1
-  return jnp.where(negative, ~bits, bits | jnp.uint32(0x80000000))
+  key = jnp.where(negative, ~bits, bits | jnp.uint32(0x80000000))
+  # -inf maps to 0x007FFFFF, so 0 is free for NaN.
+  return jnp.where(jnp.isnan(x), jnp.uint32(0), key)
 
 
 def _linear_index(shape: Sequence[int], offset: int) -> jax.Array:
@@ -45,6 +46,7 @@ def _count(arrays: Sequence[jax.Array]) -> jax.Array:
   return sum(jnp.sum(a, dtype=jnp.int32) for a in arrays)
 
 
+@jax.jit
 def topk_keys(keys: Sequence[jax.Array], k: jax.Array) -> list[jax.Array]:
   """Masks of the ``k`` largest entries across all ``keys`` arrays.
 

@@ -158,6 +158,64 @@ def _per_leaf(value: Any, tree: Any, name: str) -> Any:
   return jax.tree.map(lambda v, _: v, value, tree, is_leaf=_tree.is_none)
 
 
+def _dim_specs(x: jax.Array):
+  """Per-dimension mesh axes of an explicitly sharded array, else None."""
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  spec = getattr(sharding, "spec", None)
+  if spec is None or all(e is None for e in spec):
+    return None
+  entries = tuple(spec) + (None,) * (x.ndim - len(spec))
+  return entries, sharding.mesh
+
+
+def _shards(entry, mesh) -> int:
+  if entry is None:
+    return 1
+  names = entry if isinstance(entry, tuple) else (entry,)
+  return int(np.prod([mesh.shape[n] for n in names]))
+
+
+def _split_dim(x: jax.Array, axis: int, factor: int) -> jax.Array:
+  """Reshapes ``axis`` into ``(size // factor, factor)``, keeping sharding."""
+  axis %= x.ndim
+  shape = x.shape[:axis] + (x.shape[axis] // factor, factor) + x.shape[
+      axis + 1:]
+  specs = _dim_specs(x)
+  if specs is None:
+    return x.reshape(shape)
+  entries, mesh = specs
+  if shape[axis] % _shards(entries[axis], mesh):
+    # The sharded dimension cannot stay sharded after the split: gather it.
+    entries = entries[:axis] + (None,) + entries[axis + 1:]
+    x = jax.sharding.reshard(x, jax.P(*entries))
+  out = entries[:axis] + (entries[axis], None) + entries[axis + 1:]
+  return jax.lax.reshape(x, shape, out_sharding=jax.P(*out))
+
+
+def _merge_dims(x: jax.Array, axis: int) -> jax.Array:
+  """Merges ``axis`` and ``axis + 1`` (the inverse of :func:`_split_dim`)."""
+  axis %= x.ndim
+  shape = x.shape[:axis] + (x.shape[axis] * x.shape[axis + 1],) + x.shape[
+      axis + 2:]
+  specs = _dim_specs(x)
+  if specs is None:
+    return x.reshape(shape)
+  entries, mesh = specs
+  if entries[axis + 1] is not None:
+    entries = entries[:axis + 1] + (None,) + entries[axis + 2:]
+    x = jax.sharding.reshard(x, jax.P(*entries))
+  out = entries[:axis] + (entries[axis],) + entries[axis + 2:]
+  return jax.lax.reshape(x, shape, out_sharding=jax.P(*out))
+
+
+def _with_sharding_of(out: jax.Array, x: jax.Array) -> jax.Array:
+  """Gives ``out`` the explicit sharding of ``x`` if a reshape dropped it."""
+  specs = _dim_specs(x)
+  if specs is None or _dim_specs(out) == specs:
+    return out
+  return jax.sharding.reshard(out, jax.P(*specs[0]))
+
+
 def _block_sum(x: jax.Array, block_shape: Sequence[int], path: str):
   """Sums ``x`` over blocks of its last two dimensions."""
   bm, bn = block_shape
@@ -165,15 +223,17 @@ def _block_sum(x: jax.Array, block_shape: Sequence[int], path: str):
     raise ValueError(
         f"`block_shape` {tuple(block_shape)} does not divide the last two "
         f"dimensions of leaf '{path}' with shape {tuple(x.shape)}.")
-  lead = x.shape[:-2]
-  m, n = x.shape[-2:]
-  blocks = x.reshape(lead + (m // bm, bm, n // bn, bn))
+  blocks = _split_dim(_split_dim(x, -1, bn), -3, bm)
   return blocks.sum(axis=(-3, -1))
 
 
 def _expand_blocks(grid: jax.Array, block_shape: Sequence[int]) -> jax.Array:
   bm, bn = block_shape
-  return jnp.repeat(jnp.repeat(grid, bm, axis=-2), bn, axis=-1)
+  lead = grid.shape[:-2]
+  gm, gn = grid.shape[-2:]
+  tiles = jnp.broadcast_to(grid[..., :, None, :, None],
+                           lead + (gm, bm, gn, bn))
+  return _merge_dims(_merge_dims(tiles, -2), -3)
 
 
 def topk(
@@ -249,7 +309,9 @@ def topk(
                             _units(p, kk, int(np.size(g)), block))[0]
             for _, p, g, kk in live]
   if block_shape is not None:
-    kept = [_expand_blocks(m, block_shape) for m in kept]
+    kept = [_with_sharding_of(_expand_blocks(m, block_shape),
+                              jnp.asarray(paths_leaves[entry[0]][1]))
+            for m, entry in zip(kept, live, strict=True)]
   by_index = dict(zip([entry[0] for entry in live], kept, strict=True))
   out = [by_index.get(i) for i in range(len(paths_leaves))]
   return jax.tree.unflatten(treedef, out)
@@ -418,7 +480,7 @@ def n_m(x: Any, n: int, m: int, *, axis: int = -2) -> Any:
           f"`m`={m} does not divide axis {axis} (size {leaf.shape[ax]}) of "
           f"leaf '{path}' with shape {tuple(leaf.shape)}.")
     mag = jnp.moveaxis(jnp.abs(leaf).astype(jnp.float32), ax, -1)
-    groups = mag.reshape(mag.shape[:-1] + (mag.shape[-1] // m, m))
+    groups = _split_dim(mag, -1, m)
     a = groups[..., :, None]   # entry i
     b = groups[..., None, :]   # entry j
     i = jnp.arange(m)[:, None]
@@ -426,8 +488,8 @@ def n_m(x: Any, n: int, m: int, *, axis: int = -2) -> Any:
     # Rank of entry i in its group: entries strictly larger, or equal and
     # earlier. Exactly n entries have rank < n.
     rank = jnp.sum((b > a) | ((b == a) & (j < i)), axis=-1)
-    keep = (rank < n).reshape(mag.shape)
-    return jnp.moveaxis(keep, -1, ax)
+    keep = jnp.moveaxis(_merge_dims(rank < n, -2), -1, ax)
+    return _with_sharding_of(keep, leaf)
 
   return _tree.map_with_path(one, x)
 

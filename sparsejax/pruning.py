@@ -27,7 +27,7 @@ __all__ = (
 def _dense_masks(key, params, budgets, block_shape):
   del key, block_shape
   return jax.tree.map(
-      lambda p, b: None if b is None else jnp.ones(jnp.shape(p), jnp.bool_),
+      lambda p, b: None if b is None else jnp.ones_like(p, dtype=jnp.bool_),
       params, budgets, is_leaf=_tree.is_none)
 
 
@@ -123,10 +123,17 @@ def static_sparse(
 
 
 def _end_step(sparsity: Any, begin_step: int, end_step: int | None):
-  """A float sparsity prunes once, at ``begin_step``; a schedule keeps on."""
+  """A float sparsity prunes once, at ``begin_step``; a schedule keeps on.
+
+  ``optax.inject_hyperparams`` evaluates a schedule itself and passes a traced
+  value, so a traced sparsity is treated as scheduled. For a constant target
+  that changes nothing: weights pruned to zero stay the smallest.
+  """
   if end_step is not None:
     return end_step
-  return None if callable(sparsity) else begin_step
+  if callable(sparsity) or not _tree.is_concrete(sparsity):
+    return None
+  return begin_step
 
 
 def magnitude_pruning(
