@@ -38,6 +38,10 @@ myst_heading_anchors = 3
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+# Render a class docstring's `Attributes:` as a field list, not as attribute
+# entries: NamedTuple fields documented there and listed by `:members:` would
+# otherwise be described twice (a warning, so an error here).
+napoleon_use_ivar = True
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

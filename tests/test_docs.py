@@ -257,6 +257,10 @@ def test_quickstart_code_runs():
         raise AssertionError(
             f"docs/quickstart.md python block {i} failed:\n{block}") from e
   printed = out.getvalue()
-  # The static-sparse MLP: its first kernel (64x128) is sparse, biases dense.
-  assert "dense0" in printed
-  assert "fc1 sparsity: 0." in printed
+  # The summary table of the static-sparse MLP, then its rows.
+  assert "dense0/kernel" in printed and "total" in printed
+  # One-shot magnitude pruning at 0.8 after clipping, and the NNX model.
+  assert "\n0.80\n" in printed
+  assert "fc1 sparsity: 0.9" in printed
+  kernel = namespace["params"]["dense0"]["kernel"]
+  assert int((kernel != 0).sum()) == round(0.2 * kernel.size)

@@ -1,0 +1,359 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+r"""Sparse training of LeNet-300-100 on Fashion-MNIST with sparsejax.
+
+The model is the classic 784-300-100-10 ReLU MLP (LeCun et al, 1998) in Flax
+NNX, trained with Adam through ``nnx.Optimizer``. A sparsity method wraps the
+Adam optimizer; the model itself stays an ordinary dense module, and the
+transform keeps the pruned weights exactly zero.
+
+Run, from the repository root::
+
+  python examples/fashion_mnist.py --method static --sparsity 0.9 --out runs/
+
+Methods (``--method``):
+
+* ``dense``: plain Adam, the baseline.
+* ``static``: :func:`sparsejax.static_sparse`, a random ERK mask fixed at
+  initialisation.
+* ``magnitude``: :func:`sparsejax.magnitude_pruning` with Zhu & Gupta's
+  gradual cubic schedule, from dense to ``--sparsity`` over the first half of
+  training, layer by layer.
+
+Data: see ``examples/datasets.py`` (``--data-dir``, ``$SPARSEJAX_DATA_DIR``,
+Debian's ``dataset-fashion-mnist``, a download, else scikit-learn's digits).
+
+At the end it prints the test accuracy and the per-layer sparsity table, and
+writes ``<out>/fashion_mnist_<method>.png`` (accuracy curve, per-layer
+densities over epochs) and ``<out>/fashion_mnist_<method>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+import sparsejax as sj
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import datasets  # noqa: E402  (examples/datasets.py)
+
+
+class LeNet300100(nnx.Module):
+  """LeNet-300-100: ``din -> 300 -> 100 -> 10`` with ReLU."""
+
+  def __init__(self, din: int, *, num_classes: int = 10, rngs: nnx.Rngs):
+    self.fc1 = nnx.Linear(din, 300, rngs=rngs)
+    self.fc2 = nnx.Linear(300, 100, rngs=rngs)
+    self.fc3 = nnx.Linear(100, num_classes, rngs=rngs)
+
+  def __call__(self, x):
+    x = jax.nn.relu(self.fc1(x))
+    x = jax.nn.relu(self.fc2(x))
+    return self.fc3(x)
+
+
+# ---------------------------------------------------------------------------
+# Methods. Each maps (inner optimizer, run facts) to the optimizer to train
+# with; a new method is one function and one line in METHODS.
+
+
+def _dense(inner, *, sparsity, total_steps, seed):
+  del sparsity, total_steps, seed
+  return inner
+
+
+def _static(inner, *, sparsity, total_steps, seed):
+  del total_steps
+  return sj.static_sparse(inner, sparsity=sparsity, distribution="erk",
+                          seed=seed)
+
+
+def magnitude_update_every(total_steps: int) -> int:
+  """Steps between mask updates: 100 (Zhu & Gupta), fewer on tiny runs."""
+  return max(1, min(100, total_steps // 20))
+
+
+def _magnitude(inner, *, sparsity, total_steps, seed):
+  del seed  # magnitude pruning is deterministic
+  # Zhu & Gupta's cubic ramp from dense to the target over the first half of
+  # training; the second half fine-tunes at the final sparsity.
+  schedule = optax.polynomial_schedule(
+      init_value=0.0, end_value=sparsity, power=3,
+      transition_steps=max(1, total_steps // 2), transition_begin=0)
+  return sj.magnitude_pruning(
+      inner, sparsity=schedule,
+      update_every=magnitude_update_every(total_steps),
+      distribution="uniform")
+
+
+MethodFn = Callable[..., optax.GradientTransformation]
+METHODS: dict[str, MethodFn] = {
+    "dense": _dense,
+    "static": _static,
+    "magnitude": _magnitude,
+}
+
+
+def make_optimizer(method: str, *, lr: float, sparsity: float,
+                   total_steps: int, seed: int) -> optax.GradientTransformation:
+  """Adam wrapped by the chosen sparsity method."""
+  if method not in METHODS:
+    raise ValueError(
+        f"method: unknown {method!r}; expected one of {sorted(METHODS)}")
+  return METHODS[method](optax.adam(lr), sparsity=sparsity,
+                         total_steps=total_steps, seed=seed)
+
+
+# ---------------------------------------------------------------------------
+# Training.
+
+
+def _loss_fn(model, x, y):
+  logits = model(x)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+@nnx.jit
+def _train_step(model, optimizer, x, y):
+  loss, grads = nnx.value_and_grad(_loss_fn)(model, x, y)
+  optimizer.update(model, grads)
+  return loss
+
+
+@nnx.jit
+def _num_correct(model, x, y):
+  return jnp.sum(jnp.argmax(model(x), axis=-1) == y)
+
+
+def evaluate(model, x, y, *, batch_size: int = 5000) -> float:
+  """Accuracy of `model` on `(x, y)`."""
+  correct = 0
+  for i in range(0, len(x), batch_size):
+    correct += int(_num_correct(model, x[i:i + batch_size],
+                                y[i:i + batch_size]))
+  return correct / len(x)
+
+
+def _params(model):
+  """The model's weights as a plain nested dict of arrays."""
+  return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def _layer_densities(params) -> dict[str, float]:
+  """Measured fraction of nonzero entries of every weight matrix."""
+  densities = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    if leaf.ndim >= 2:
+      name = "/".join(str(getattr(k, "key", k)) for k in path)
+      densities[name] = float(np.count_nonzero(np.asarray(leaf)) / leaf.size)
+  return densities
+
+
+def _masks(optimizer):
+  """The optimizer's masks as a plain dict shaped like :func:`_params`."""
+  masks = sj.get_masks(optimizer.opt_state)
+  return nnx.to_pure_dict(masks) if isinstance(masks, nnx.State) else masks
+
+
+def train(data: datasets.Dataset, *, method: str = "dense",
+          sparsity: float = 0.9, epochs: int = 10, batch_size: int = 128,
+          lr: float = 1e-3, seed: int = 0, progress: bool = True) -> dict:
+  """Trains LeNet-300-100 on `data` and returns the model and a history.
+
+  Args:
+    data: the dataset (input width taken from ``data.x_train``).
+    method: a key of :data:`METHODS`.
+    sparsity: target sparsity of the sparse methods.
+    epochs: passes over the training set.
+    batch_size: examples per step (the last partial batch is dropped).
+    lr: Adam's learning rate.
+    seed: seeds the model's initialisation, the data order and the masks.
+    progress: show a tqdm bar per epoch.
+
+  Returns:
+    A dict with ``model``, ``optimizer`` and ``history`` (per-epoch lists).
+  """
+  n_train, din = data.x_train.shape
+  batch_size = min(batch_size, n_train)
+  steps_per_epoch = n_train // batch_size
+  total_steps = steps_per_epoch * epochs
+  num_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
+
+  model = LeNet300100(din, num_classes=num_classes, rngs=nnx.Rngs(seed))
+  tx = make_optimizer(method, lr=lr, sparsity=sparsity,
+                      total_steps=total_steps, seed=seed)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  if method != "dense":
+    # The transform zeroes pruned weights through its updates, from the
+    # first step on; zeroing them now as well makes that first step's
+    # gradient the sparse network's, not the dense initialisation's.
+    weights = nnx.state(model, nnx.Param)
+    nnx.replace_by_pure_dict(
+        weights, sj.masks.apply(nnx.to_pure_dict(weights), _masks(optimizer)))
+    nnx.update(model, weights)
+  rng = np.random.default_rng(seed)
+
+  history = {
+      "epoch": [0],
+      "test_accuracy": [evaluate(model, data.x_test, data.y_test)],
+      "train_loss": [float("nan")],
+      "epoch_seconds": [0.0],
+      "densities": [_layer_densities(_params(model))],
+  }
+  for epoch in range(1, epochs + 1):
+    order = rng.permutation(n_train)
+    start = time.perf_counter()
+    losses = []
+    bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
+               disable=not progress, leave=True, file=sys.stderr,
+               mininterval=0.5)
+    for step in bar:
+      idx = order[step * batch_size:(step + 1) * batch_size]
+      losses.append(_train_step(model, optimizer, data.x_train[idx],
+                                data.y_train[idx]))
+      if step % 50 == 0:
+        bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
+    train_loss = float(jnp.mean(jnp.stack(losses)))
+    seconds = time.perf_counter() - start
+    accuracy = evaluate(model, data.x_test, data.y_test)
+    history["epoch"].append(epoch)
+    history["test_accuracy"].append(accuracy)
+    history["train_loss"].append(train_loss)
+    history["epoch_seconds"].append(seconds)
+    history["densities"].append(_layer_densities(_params(model)))
+    tqdm.write(f"epoch {epoch}: loss {train_loss:.4f}, test accuracy "
+               f"{accuracy:.4f} ({seconds:.1f} s)", file=sys.stderr)
+  return {"model": model, "optimizer": optimizer, "history": history}
+
+
+def plot(history: dict, path: pathlib.Path, *, title: str) -> None:
+  """Writes the accuracy curve and the per-layer densities to a PNG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
+
+  fig, (ax_acc, ax_den) = plt.subplots(1, 2, figsize=(10, 4))
+  epochs = history["epoch"]
+  ax_acc.plot(epochs, [100 * a for a in history["test_accuracy"]], "o-")
+  ax_acc.set_xlabel("epoch")
+  ax_acc.set_ylabel("test accuracy (%)")
+  ax_acc.set_title("accuracy")
+  ax_acc.grid(alpha=0.3)
+  for layer in history["densities"][0]:
+    ax_den.plot(epochs, [d[layer] for d in history["densities"]], "o-",
+                label=layer)
+  ax_den.set_xlabel("epoch")
+  ax_den.set_ylabel("density (nonzero fraction)")
+  ax_den.set_ylim(0, 1.05)
+  ax_den.set_title("per-layer density")
+  ax_den.legend()
+  ax_den.grid(alpha=0.3)
+  for ax in (ax_acc, ax_den):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description="Train LeNet-300-100 on Fashion-MNIST with sparsejax.")
+  parser.add_argument("--method", choices=sorted(METHODS), default="dense")
+  parser.add_argument("--sparsity", type=float, default=0.9)
+  parser.add_argument("--epochs", type=int, default=10)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--batch-size", type=int, default=128)
+  parser.add_argument("--lr", type=float, default=1e-3,
+                      help="Adam's learning rate")
+  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"),
+                      help="directory for the PNG and the JSON of results")
+  parser.add_argument("--data-dir", default=None,
+                      help="directory with the Fashion-MNIST IDX files")
+  parser.add_argument("--limit", type=int, default=None,
+                      help="use only the first N training and test examples "
+                      "(quick checks)")
+  parser.add_argument("--no-progress", action="store_true",
+                      help="hide the progress bars")
+  args = parser.parse_args(argv)
+  if not 0.0 <= args.sparsity < 1.0:
+    parser.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
+  if args.epochs < 1:
+    parser.error(f"--epochs must be >= 1, got {args.epochs}")
+  if args.batch_size < 1:
+    parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+  if args.limit is not None and args.limit < 1:
+    parser.error(f"--limit must be >= 1, got {args.limit}")
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  """Runs the example; returns the results written to the JSON file."""
+  args = parse_args(argv)
+  data = datasets.load_fashion_mnist(args.data_dir)
+  if args.limit is not None:
+    data = data._replace(
+        x_train=data.x_train[:args.limit], y_train=data.y_train[:args.limit],
+        x_test=data.x_test[:args.limit], y_test=data.y_test[:args.limit])
+  print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} "
+        f"test examples of {data.x_train.shape[1]} features; method "
+        f"{args.method}, sparsity {args.sparsity}, {args.epochs} epochs")
+
+  run = train(data, method=args.method, sparsity=args.sparsity,
+              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+              seed=args.seed, progress=not args.no_progress)
+  history = run["history"]
+  params = _params(run["model"])
+  masks = None if args.method == "dense" else _masks(run["optimizer"])
+  summary = sj.summarize(params, masks)
+  accuracy = history["test_accuracy"][-1]
+  print(f"\ntest accuracy: {100 * accuracy:.2f}%  ({data.name}, "
+        f"{args.method}, sparsity {args.sparsity})\n")
+  print(summary)
+
+  args.out.mkdir(parents=True, exist_ok=True)
+  stem = f"fashion_mnist_{args.method}"
+  png = args.out / f"{stem}.png"
+  plot(history, png, title=f"LeNet-300-100 on {data.name}: {args.method}"
+       + ("" if args.method == "dense" else f", sparsity {args.sparsity}"))
+  results = {
+      "dataset": data.name,
+      "method": args.method,
+      "sparsity": args.sparsity,
+      "epochs": args.epochs,
+      "seed": args.seed,
+      "batch_size": args.batch_size,
+      "lr": args.lr,
+      "num_train": len(data.x_train),
+      "num_test": len(data.x_test),
+      "test_accuracy": accuracy,
+      "history": history,
+      "layers": [
+          {"path": str(row.path), "shape": list(row.shape),
+           "nnz": int(row.nnz), "size": int(row.size),
+           "sparsity": float(row.sparsity)}
+          for row in summary.rows
+      ],
+      "png": str(png),
+  }
+  json_path = args.out / f"{stem}.json"
+  json_path.write_text(json.dumps(results, indent=2))
+  print(f"\nwrote {png} and {json_path}")
+  return results
+
+
+if __name__ == "__main__":
+  main()
