@@ -31,6 +31,9 @@ from sparsejax.pruning import static_sparse
 from sparsejax.init_pruning import grasp
 from sparsejax.init_pruning import snip
 from sparsejax.init_pruning import synflow
+from sparsejax.lottery import fraction_remaining
+from sparsejax.lottery import imp_prune
+from sparsejax.lottery import rewind
 from sparsejax.oneshot import OneShotResult
 from sparsejax.oneshot import prune_model
 from sparsejax.oneshot import sparsegpt
@@ -65,6 +68,9 @@ __all__ = (
     "grasp",
     "snip",
     "synflow",
+    "fraction_remaining",
+    "imp_prune",
+    "rewind",
     "OneShotResult",
     "prune_model",
     "sparsegpt",
