@@ -382,3 +382,32 @@ def test_tgmm_and_tiling_bad_input_names_argument():
   for tiling in ((0, 128, 128), (12, 128, 128), (8, 128), (8, 128, 100)):
     with pytest.raises(ValueError, match="tiling"):
       gmm(jnp.ones((8, 4)), jnp.ones((2, 4, 4)), ok, tiling=tiling)
+
+
+@pytest.mark.slow
+@hypothesis.settings(max_examples=20, deadline=None)
+@hypothesis.given(
+    seed=st.integers(0, 2**31 - 1),
+    m=st.integers(1, 600),
+    k=st.sampled_from([64, 200, 256]),
+    n=st.sampled_from([128, 300]),
+    num_groups=st.integers(1, 16),
+    fill=st.booleans(),
+    dtype=st.sampled_from([jnp.float32, jnp.bfloat16]))
+def test_pallas_sweep_default_tiles(seed, m, k, n, num_groups, fill, dtype):
+  rng, lhs, rhs, grad = _operands(seed, m, k, n, num_groups, dtype)
+  sizes = _random_sizes(rng, num_groups, m, fill=fill)
+  group_sizes = jnp.asarray(sizes)
+  f32 = jnp.float32
+  out = gmm(lhs, rhs, group_sizes, preferred_element_type=f32,
+            interpret=STRICT)
+  np.testing.assert_allclose(out, _np_gmm(lhs, rhs, sizes), atol=1e-3,
+                             rtol=1e-3)
+  out_t = gmm(grad, rhs, group_sizes, transpose_rhs=True,
+              preferred_element_type=f32, interpret=STRICT)
+  np.testing.assert_allclose(out_t, _np_gmm(grad, rhs, sizes, True),
+                             atol=1e-3, rtol=1e-3)
+  wgrad = tgmm(lhs, grad, group_sizes, preferred_element_type=f32,
+               interpret=STRICT)
+  np.testing.assert_allclose(wgrad, _np_tgmm(lhs, grad, sizes), atol=1e-3,
+                             rtol=1e-3)
