@@ -209,8 +209,12 @@ def train(data: datasets.Dataset, *, method: str = "dense",
       "test_accuracy": [evaluate(model, data.x_test, data.y_test)],
       "train_loss": [float("nan")],
       "epoch_seconds": [0.0],
+      # Densities are sampled ~10 times per epoch to show pruning schedules;
+      # `density_epoch` holds when (in fractional epochs).
+      "density_epoch": [0.0],
       "densities": [_layer_densities(_params(model))],
   }
+  density_every = max(1, steps_per_epoch // 10)
   for epoch in range(1, epochs + 1):
     order = rng.permutation(n_train)
     start = time.perf_counter()
@@ -224,6 +228,10 @@ def train(data: datasets.Dataset, *, method: str = "dense",
                                 data.y_train[idx]))
       if step % 50 == 0:
         bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
+      if (step + 1) % density_every == 0 or step + 1 == steps_per_epoch:
+        history["density_epoch"].append(epoch - 1 + (step + 1) /
+                                        steps_per_epoch)
+        history["densities"].append(_layer_densities(_params(model)))
     train_loss = float(jnp.mean(jnp.stack(losses)))
     seconds = time.perf_counter() - start
     accuracy = evaluate(model, data.x_test, data.y_test)
@@ -231,7 +239,6 @@ def train(data: datasets.Dataset, *, method: str = "dense",
     history["test_accuracy"].append(accuracy)
     history["train_loss"].append(train_loss)
     history["epoch_seconds"].append(seconds)
-    history["densities"].append(_layer_densities(_params(model)))
     tqdm.write(f"epoch {epoch}: loss {train_loss:.4f}, test accuracy "
                f"{accuracy:.4f} ({seconds:.1f} s)", file=sys.stderr)
   return {"model": model, "optimizer": optimizer, "history": history}
@@ -252,9 +259,11 @@ def plot(history: dict, path: pathlib.Path, *, title: str) -> None:
   ax_acc.set_ylabel("test accuracy (%)")
   ax_acc.set_title("accuracy")
   ax_acc.grid(alpha=0.3)
-  for layer in history["densities"][0]:
-    ax_den.plot(epochs, [d[layer] for d in history["densities"]], "o-",
-                label=layer)
+  styles = ("-", "--", ":", "-.")
+  for i, layer in enumerate(history["densities"][0]):
+    ax_den.plot(history["density_epoch"],
+                [d[layer] for d in history["densities"]],
+                linestyle=styles[i % len(styles)], linewidth=2, label=layer)
   ax_den.set_xlabel("epoch")
   ax_den.set_ylabel("density (nonzero fraction)")
   ax_den.set_ylim(0, 1.05)
