@@ -96,7 +96,8 @@ class MoE(nnx.Module):
     noise_std: ``"batch_prioritized"`` noise std (default ``1 / E``).
     mesh: optional mesh for expert parallelism; with ``expert_axis``, experts
       and tokens are split over that axis and exchanged by all-to-all
-      (:func:`sparsejax.moe.expert_parallel`).
+      (:func:`sparsejax.moe.expert_parallel`). The output is split over
+      the axis by token when ``x`` is ``[T, d]``, else replicated.
     expert_axis: the mesh axis name.
     gmm_implementation: ``implementation`` of :func:`pallas_kernels.gmm`.
     deterministic: default of the call's ``deterministic``.
@@ -273,6 +274,11 @@ class MoE(nnx.Module):
               activation=self.activation),
           params, tokens, routing, mesh=self.mesh,
           axis_name=self.expert_axis)
+      if len(lead) != 1:
+        # Tokens come back split over the expert axis; an Explicit mesh
+        # cannot reshape that split into several leading axes.
+        y = jax.device_put(y, jax.sharding.NamedSharding(
+            self.mesh, jax.sharding.PartitionSpec()))
     elif capacity is None:
       rows, dispatch = moe.sort_dispatch(tokens, routing)
       rows = moe.expert_mlp(
