@@ -34,6 +34,7 @@ from sparsejax.init_pruning import synflow
 from sparsejax.lottery import fraction_remaining
 from sparsejax.lottery import imp_prune
 from sparsejax.lottery import rewind
+from sparsejax.movement import movement_pruning
 from sparsejax.oneshot import OneShotResult
 from sparsejax.oneshot import prune_model
 from sparsejax.oneshot import sparsegpt
@@ -71,6 +72,7 @@ __all__ = (
     "fraction_remaining",
     "imp_prune",
     "rewind",
+    "movement_pruning",
     "OneShotResult",
     "prune_model",
     "sparsegpt",
