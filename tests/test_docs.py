@@ -233,7 +233,7 @@ def test_sphinx_build_warnings_as_errors(tmp_path):
   assert result.returncode == 0, (
       f"sphinx-build failed ({result.returncode}):\n{result.stdout}\n"
       f"{result.stderr}")
-  for page in ["index", "quickstart", "api/index"] + [
+  for page in ["index", "quickstart", "examples", "api/index"] + [
       f"api/{p.stem}" for p in API_PAGES.glob("*.md")]:
     assert (tmp_path / "html" / f"{page}.html").is_file(), page
 
