@@ -6,11 +6,15 @@ Pallas TPU / GPU implementations, and an ``ops`` module with the custom VJP and
 the dispatch on ``implementation=None | "xla" | "pallas_tpu" | "pallas_gpu"``.
 """
 
+from pallas_kernels.block_sparse import BlockSparseMatrix
+from pallas_kernels.block_sparse import block_sparse_matmul
 from pallas_kernels.gmm import gmm
 from pallas_kernels.gmm import tgmm
 from pallas_kernels.sparse_input import sparse_input_matmul
 
 __all__ = (
+    "BlockSparseMatrix",
+    "block_sparse_matmul",
     "gmm",
     "sparse_input_matmul",
     "tgmm",

@@ -18,7 +18,10 @@ block addressing, and in 0.10.2:
   slices the operands with ``pl.ds`` at those offsets and multiplies with
   ``pltriton.dot``; and its kernels run on CPU under ``interpret=True``, so
   their numerics are tested here (Mosaic GPU's interpreter is private and
-  runs a single block).
+  runs a single block). With Mosaic TPU compiler params swapped in, the same
+  kernel bodies also run in the TPU simulator
+  (``interpret=pltpu.InterpretParams()``), which checks every dynamic slice
+  against its array.
 
 ``jax.export`` refuses the Triton custom call by default because it carries no
 compatibility guarantee: export with
@@ -28,7 +31,7 @@ following ``ragged_dot_mgpu.py`` is the way forward once it is removed.
 
 Kernels (no scalar prefetch; the loops read offsets and ids directly):
 
-- ``matmul`` / ``matmul_t``: grid ``(M // bm, output block columns)``; each
+- ``matmul`` / ``matmul_t``: grid ``(output block columns, M // bm)``; each
   program loops over its column's stored blocks (``col_offsets``, or
   ``row_offsets`` with ``t_perm`` for the transpose), so empty columns store
   zeros and the work is ``nnz`` blocks, not the capacity.
@@ -55,7 +58,7 @@ __all__ = ("matmul", "matmul_t", "sdd", "TRITON_CALL_TARGET")
 #: The custom-call target of Triton kernels in the lowered module.
 TRITON_CALL_TARGET = "__gpu$xla.gpu.triton"
 
-_ROW_TILE = 64
+_ROW_TILE = 128
 
 
 def _pow2(n: int) -> bool:
@@ -92,7 +95,9 @@ def _params(interpret):
 
 def _dds_kernel(off_ref, order_ref, ids_ref, a_ref, w_ref, o_ref, *, bm,
                 in_block, transpose_w):
-  i, g = pl.program_id(0), pl.program_id(1)
+  # Output block columns vary fastest, so the programs that run side by side
+  # share one x row tile, which then comes from L2.
+  g, i = pl.program_id(0), pl.program_id(1)
 
   def body(p, acc):
     z = order_ref[p]
@@ -113,9 +118,9 @@ def _dds(a, data, offsets, order, in_ids, *, in_block, out_block,
   out = pl.pallas_call(
       functools.partial(_dds_kernel, bm=bm, in_block=in_block,
                         transpose_w=transpose_w),
-      grid=(mp // bm, num_out),
+      grid=(num_out, mp // bm),
       in_specs=[pl.BlockSpec()] * 5,
-      out_specs=pl.BlockSpec((bm, out_block), lambda i, g: (i, g)),
+      out_specs=pl.BlockSpec((bm, out_block), lambda g, i: (i, g)),
       out_shape=jax.ShapeDtypeStruct((mp, num_out * out_block), out_dtype),
       compiler_params=_params(interpret),
       interpret=interpret or False,

@@ -2,6 +2,9 @@
 """Flax NNX layers for sparse models (requires the ``flax`` extra)."""
 
 # Each area adds its own import lines here.
+from sparsejax.nn.block_sparse import BlockSparseLinear
+from sparsejax.nn.block_sparse import BlockTopology
+from sparsejax.nn.block_sparse import block_sparse_linear
 from sparsejax.nn.activations import ActivationThreshold
 from sparsejax.nn.activations import GatedFFN
 from sparsejax.nn.activations import StatisticalTopK
@@ -14,6 +17,9 @@ from sparsejax.nn.moe import RouterState
 from sparsejax.nn.moe import upcycle_mlp
 
 __all__ = (
+    "BlockSparseLinear",
+    "BlockTopology",
+    "block_sparse_linear",
     "ActivationThreshold",
     "GatedFFN",
     "StatisticalTopK",

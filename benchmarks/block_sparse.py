@@ -1,0 +1,214 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""Block-sparse matmul: XLA path against dense ``x @ W``, plus a roofline.
+
+Usage::
+
+  python benchmarks/block_sparse.py                  # the CPU table
+  python benchmarks/block_sparse.py --roofline       # H100 / TPU v5e table
+  python benchmarks/block_sparse.py --variants       # alternative layouts
+
+For each size ``M = N = K``, block ``b x b`` and block density ``d`` the mask
+keeps exactly ``round(d * (K/b) * (N/b))`` blocks at random positions (not
+column-balanced, as block magnitude pruning leaves them). Dense ``x @ W`` and
+the block-sparse product are jitted and timed interleaved, round-robin, in the
+same run (``block_until_ready``); the table gives the best-of-rounds time
+ratio to dense (the least perturbed on a shared host) and the median ratio,
+beside the ideal, the density.
+
+``--variants`` also times alternative XLA formulations at 128 x 128 blocks:
+the library path without row tiling, a column-ELL layout padded to the
+largest block count per column (fast for balanced masks, but its width depends
+on the topology, so it is not jit-stable), and scattering the blocks into a
+dense matrix before one dense matmul.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pallas_kernels import BlockSparseMatrix
+from pallas_kernels import block_sparse_matmul
+from pallas_kernels.block_sparse import reference
+
+# Hardware limits (research/kernels.md, section 6).
+DEVICES = {
+    "H100 SXM5": dict(peak=989.4e12, bw=3.35e12),
+    "TPU v5e": dict(peak=197e12, bw=819e9),
+}
+
+
+def roofline_ratio(dev, m, k, n, b, d, *, row_tile, itemsize=2):
+  """Roofline time of the forward kernel over that of a peak dense matmul.
+
+  With ``row_tile`` set, each stored block is visited once per row tile and a
+  visit reads an ``x`` tile (``row_tile x b``) and the block (``b x b``) from
+  HBM: no cache reuse, the pessimistic bound for the kernels as written. With
+  ``row_tile=None``, ``x``, the stored blocks and ``y`` each cross HBM once
+  (perfect on-chip reuse), the optimistic bound. Each output tile is written
+  once; dense is taken at peak (compute-bound).
+
+  Returns:
+    ``(ratio to dense, arithmetic intensity in FLOP/B)``.
+  """
+  nnz = round(d * (k // b) * (n // b))
+  flops = 2.0 * m * b * b * nnz
+  if row_tile is None:
+    bytes_ = itemsize * (m * k + nnz * b * b + m * n)
+  else:
+    visits = nnz * -(-m // row_tile)
+    bytes_ = itemsize * (visits * (row_tile * b + b * b) + m * n)
+  sparse = max(flops / dev["peak"], bytes_ / dev["bw"])
+  dense = 2.0 * m * k * n / dev["peak"]
+  return sparse / dense, flops / bytes_
+
+
+def print_roofline(m=8192, k=8192, n=8192):
+  print(f"Roofline, forward, bf16, M = {m}, K = N = {k}: kernel time / dense "
+        f"time at peak (ideal = density)")
+  print("| device | HBM traffic model | block | FLOP/B at 10 % | 10 % | 25 % "
+        "| 50 % |")
+  print("|---|---|---:|---:|---:|---:|---:|")
+  kernels = {"H100 SXM5": ("pallas_gpu", 128), "TPU v5e": ("pallas_tpu", 512)}
+  for name, dev in DEVICES.items():
+    kname, tile = kernels[name]
+    for label, rt in ((f"{kname} as written: x tile ({tile} rows) and block "
+                       f"re-read per visit", tile),
+                      ("x, blocks, y cross HBM once", None)):
+      for b in (128, 256):
+        cells, ais = [], []
+        for d in (0.10, 0.25, 0.50):
+          r, ai = roofline_ratio(dev, m, k, n, b, d, row_tile=rt)
+          cells.append(f"{r:.2f}")
+          ais.append(ai)
+        print(f"| {name} | {label} | {b} | {ais[0]:.0f} | "
+              + " | ".join(cells) + " |")
+
+
+def _mask(rng, kb, nb, d):
+  count = max(1, round(d * kb * nb))
+  mask = np.zeros(kb * nb, bool)
+  mask[rng.choice(kb * nb, count, replace=False)] = True
+  return mask.reshape(kb, nb)
+
+
+def _time_interleaved(fns, rounds):
+  for f in fns.values():
+    jax.block_until_ready(f())
+  times = {k: [] for k in fns}
+  for _ in range(rounds):
+    for k, f in fns.items():
+      t = time.perf_counter()
+      jax.block_until_ready(f())
+      times[k].append(time.perf_counter() - t)
+  return times
+
+
+def _ell_variant(w: BlockSparseMatrix):
+  """Column-ELL padded to the widest column (host-side, not jit-stable)."""
+  kb, nb = w.block_grid
+  bk, bn = w.block_shape
+  mask = np.asarray(w.block_mask())
+  width = max(1, int(mask.sum(0).max()))
+  krow = np.zeros((nb, width), np.int32)
+  slot = np.zeros((nb, width), np.int32)
+  live = np.zeros((nb, width), bool)
+  rows, cols = np.asarray(w.row_ids), np.asarray(w.col_ids)
+  fill = np.zeros(nb, int)
+  for z in range(int(w.nnz)):
+    j = cols[z]
+    krow[j, fill[j]], slot[j, fill[j]], live[j, fill[j]] = rows[z], z, True
+    fill[j] += 1
+  data = jnp.where(jnp.asarray(live)[..., None, None], w.data[slot], 0)
+  krow = jnp.asarray(krow)
+
+  @jax.jit
+  def f(x, data, krow):
+    m = x.shape[0]
+    xt = x.reshape(m, kb, bk).transpose(1, 0, 2)
+    y = jnp.einsum("jtmk,jtkn->jmn", xt[krow], data)
+    return y.transpose(1, 0, 2).reshape(m, nb * bn)
+
+  return lambda x: f(x, data, krow)
+
+
+def run_table(sizes, blocks, densities, rounds, seed, variants):
+  rng = np.random.default_rng(seed)
+  print(f"XLA block-sparse x @ W vs dense x @ W, float32, "
+        f"{jax.devices()[0].device_kind} ({jax.device_count()} devices), "
+        f"best-of-{rounds} interleaved rounds")
+  head = "| M=N=K | block | density | dense ms | sparse ms | ratio | median ratio | ideal |"
+  if variants:
+    head += " no tiling | col-ELL | to dense |"
+  print(head)
+  print("|" + "---:|" * (head.count("|") - 1))
+  dense_fn = jax.jit(lambda x, w: x @ w)
+  sparse_fn = jax.jit(lambda x, w: block_sparse_matmul(
+      x, w, implementation="xla"))
+  for n in sizes:
+    x = jnp.asarray(rng.standard_normal((n, n)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((n, n)), jnp.float32)
+    for b in blocks:
+      for d in densities:
+        mask = _mask(rng, n // b, n // b, d)
+        wm = BlockSparseMatrix.from_dense(w, (b, b), mask)
+        wd = wm.to_dense()
+        fns = {"dense": lambda: dense_fn(x, wd),
+               "sparse": lambda: sparse_fn(x, wm)}
+        if variants and b == 128:
+          untiled = jax.jit(lambda x, w: reference._gather_mm_segsum(
+              x, jnp.where(w.valid()[:, None, None], w.data, 0), w.row_ids,
+              w.col_ids, w.block_grid[1], w.block_shape[1],
+              transpose_blocks=False, out_dtype=x.dtype))
+          ell = _ell_variant(wm)
+          todense = jax.jit(lambda x, w: x @ w.to_dense())
+          fns.update(untiled=lambda: untiled(x, wm), ell=lambda: ell(x),
+                     todense=lambda: todense(x, wm))
+        ref = np.asarray(fns["dense"]())
+        for k, f in fns.items():
+          err = np.max(np.abs(np.asarray(f()) - ref)) / np.max(np.abs(ref))
+          assert err < 1e-4, (k, err)
+        t = _time_interleaved(fns, rounds)
+        best = {k: min(v) for k, v in t.items()}
+        med = {k: statistics.median(v) for k, v in t.items()}
+        dens = mask.mean()
+        row = (f"| {n} | {b} | {100 * dens:.1f} % | {1e3 * best['dense']:.2f} "
+               f"| {1e3 * best['sparse']:.2f} "
+               f"| {best['sparse'] / best['dense']:.3f} "
+               f"| {med['sparse'] / med['dense']:.3f} | {dens:.3f} |")
+        if variants:
+          if b == 128:
+            row += "".join(f" {best[k] / best['dense']:.3f} |"
+                           for k in ("untiled", "ell", "todense"))
+          else:
+            row += " | | |"
+        print(row, flush=True)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
+  p.add_argument("--blocks", type=int, nargs="+", default=[32, 64, 128])
+  p.add_argument("--densities", type=float, nargs="+",
+                 default=[0.05, 0.10, 0.25, 0.50])
+  p.add_argument("--rounds", type=int, default=20)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--variants", action="store_true",
+                 help="also time alternative XLA layouts at 128x128 blocks")
+  p.add_argument("--roofline", action="store_true",
+                 help="print the H100 / TPU v5e roofline table and exit")
+  args = p.parse_args()
+  if args.roofline:
+    print_roofline()
+    return
+  run_table(args.sizes, args.blocks, args.densities, args.rounds, args.seed,
+            args.variants)
+
+
+if __name__ == "__main__":
+  main()
