@@ -64,6 +64,8 @@ class MaskUpdate(NamedTuple):
     masks: the current masks.
     budgets: kept entries per sparse leaf (int or int32 scalar, a multiple of
       the block size with block granularity), ``None`` for dense leaves.
+    sparsity: the overall target sparsity at this step (``None`` when a
+      callable distribution gives per-leaf values directly).
     key: a fresh PRNG key for this update.
     count: the step count of this update.
     inner_state: the wrapped optimizer's state.
@@ -75,6 +77,7 @@ class MaskUpdate(NamedTuple):
   grads: Any
   masks: Any
   budgets: Any
+  sparsity: Any
   key: jax.Array
   count: jax.Array
   inner_state: Any
@@ -161,9 +164,8 @@ def check_granularity(granularity: Any) -> tuple[int, int] | None:
 
 def leaf_sparsities(distribution: Callable[[Any], Any], params: Any) -> Any:
   """Evaluates a distribution and checks its result against ``params``."""
-  sparsities = distribution(params)
-  _tree.check_same_structure(sparsities, params, name="distribution(params)",
-                             check_shapes=False)
+  sparsities = _tree.align(distribution(params), params,
+                           name="distribution(params)", check_shapes=False)
 
   def check(path, s, p):
     if s is None:
@@ -327,8 +329,8 @@ def sparse_wrapper(
     key = canonical_key(seed)
     key, init_key = jax.random.split(key)
     b = budgets(params, jnp.zeros([], jnp.int32))
-    masks = init_masks(init_key, params, b, block_shape)
-    _tree.check_same_structure(masks, params, name="masks")
+    masks = _tree.align(init_masks(init_key, params, b, block_shape), params,
+                        name="masks")
     masks = jax.tree.map(
         lambda m: None if m is None else jnp.asarray(m, jnp.bool_), masks,
         is_leaf=_tree.is_none)
@@ -361,7 +363,8 @@ def sparse_wrapper(
     def new_masks(p=params, s=state.inner_state):
       return update_masks(MaskUpdate(
           params=p, grads=updates, masks=state.masks,
-          budgets=budgets(params, count), key=step_key, count=count,
+          budgets=budgets(params, count), sparsity=sparsity_at(count),
+          key=step_key, count=count,
           inner_state=s, method_state=method_state,
           block_shape=block_shape))
 

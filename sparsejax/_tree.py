@@ -68,30 +68,65 @@ def map_with_path(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
       lambda p, x, *r: fn(path_str(p), x, *r), tree, *rest, is_leaf=is_none)
 
 
+def align(
+    tree: Any, reference: Any, *, name: str, reference_name: str = "params",
+    check_shapes: bool = True,
+) -> Any:
+  """``tree``'s leaves in ``reference``'s structure, matched by leaf path.
+
+  Matching by path (with NNX's ``.value`` dropped) lets a plain dict of masks
+  go with an ``nnx.State`` of params, and vice versa.
+
+  Args:
+    tree: the tree to check and rearrange; ``None`` leaves stand for dense
+      leaves and match any leaf.
+    reference: the tree whose structure is the reference.
+    name: the argument name of ``tree`` for error messages.
+    reference_name: the argument name of ``reference``.
+    check_shapes: also require equal shapes leaf by leaf.
+
+  Returns:
+    The leaves of ``tree`` unflattened with the structure of ``reference``.
+
+  Raises:
+    ValueError: naming the missing, unexpected or mis-shaped leaves.
+  """
+  ref = leaves_with_paths(reference)
+  got = leaves_with_paths(tree)
+  ref_paths = [p for p, _ in ref]
+  if ref_paths == [p for p, _ in got]:
+    values = [x for _, x in got]
+  else:
+    lookup = dict(got)
+    missing = [p for p in ref_paths if p not in lookup]
+    extra = sorted(set(lookup) - set(ref_paths))
+    if missing or extra or len(lookup) != len(got):
+      raise ValueError(
+          f"`{name}` does not have the tree structure of `{reference_name}`: "
+          f"missing leaves {missing}, unexpected leaves {extra}.")
+    values = [lookup[p] for p in ref_paths]
+  if check_shapes:
+    for (path, r), m in zip(ref, values, strict=True):
+      if m is None or r is None:
+        continue
+      if tuple(np.shape(m)) != tuple(np.shape(r)):
+        raise ValueError(
+            f"`{name}` leaf '{path}' has shape {tuple(np.shape(m))} but the "
+            f"`{reference_name}` leaf has shape {tuple(np.shape(r))}.")
+  return jax.tree.unflatten(jax.tree.structure(reference, is_leaf=is_none),
+                            values)
+
+
 def check_same_structure(
     tree: Any, reference: Any, *, name: str, reference_name: str = "params",
     check_shapes: bool = True,
 ) -> None:
-  """Raises ``ValueError`` if ``tree`` does not match ``reference``'s leaves.
+  """Raises ``ValueError`` if ``tree``'s leaves do not match ``reference``'s.
 
-  ``None`` in ``tree`` matches any leaf of ``reference`` (a dense leaf).
+  See :func:`align`, which also returns the rearranged tree.
   """
-  ref = leaves_with_paths(reference)
-  try:
-    got = jax.tree.leaves(
-        jax.tree.map(lambda _, x: x, reference, tree, is_leaf=is_none),
-        is_leaf=is_none)
-  except (ValueError, TypeError) as e:
-    raise ValueError(
-        f"`{name}` does not have the tree structure of `{reference_name}`: "
-        f"{e}") from None
-  for (path, r), m in zip(ref, got, strict=True):
-    if m is None or r is None or not check_shapes:
-      continue
-    if tuple(np.shape(m)) != tuple(np.shape(r)):
-      raise ValueError(
-          f"`{name}` leaf '{path}' has shape {tuple(np.shape(m))} but the "
-          f"`{reference_name}` leaf has shape {tuple(np.shape(r))}.")
+  align(tree, reference, name=name, reference_name=reference_name,
+        check_shapes=check_shapes)
 
 
 def is_concrete(x: Any) -> bool:

@@ -60,8 +60,7 @@ def apply(params: Any, masks: Any) -> Any:
            [0., 4.]], dtype=float32)
   """
   params = _tree.unwrap_variables(params)
-  masks = _tree.unwrap_variables(masks)
-  _tree.check_same_structure(masks, params, name="masks")
+  masks = _tree.align(_tree.unwrap_variables(masks), params, name="masks")
   return jax.tree.map(
       lambda m, p: p if m is None else jnp.where(m, p, jnp.zeros_like(p)),
       masks, params, is_leaf=_tree.is_none)
@@ -153,9 +152,8 @@ def _per_leaf(value: Any, tree: Any, name: str) -> Any:
   if isinstance(value, (int, float, np.number)) or (
       isinstance(value, jax.Array) and value.ndim == 0):
     return jax.tree.map(lambda _: value, tree, is_leaf=_tree.is_none)
-  _tree.check_same_structure(value, tree, name=name, reference_name="scores",
-                             check_shapes=False)
-  return jax.tree.map(lambda v, _: v, value, tree, is_leaf=_tree.is_none)
+  return _tree.align(value, tree, name=name, reference_name="scores",
+                     check_shapes=False)
 
 
 def _dim_specs(x: jax.Array):

@@ -94,18 +94,24 @@ def static_sparse(
       raise ValueError("Give either `sparsity` or `masks`, not both.")
     given = masks
 
-    def init_masks(key, params, budgets, block_shape):
-      del key, budgets, block_shape
+    def check_given(params):
       _tree.check_same_structure(given, params, name="masks")
       for path, m in _tree.leaves_with_paths(given):
         if m is not None and jnp.asarray(m).dtype != jnp.bool_:
           raise ValueError(
               f"`masks` leaf '{path}' must be bool, got {jnp.asarray(m).dtype}.")
-      return jax.tree.map(lambda m, p: m, given, params, is_leaf=_tree.is_none)
 
     def given_distribution(params):
-      return jax.tree.map(lambda m, p: None if m is None else 0.0, given,
-                          params, is_leaf=_tree.is_none)
+      # Called first by the engine's init: validates the masks, and gives the
+      # masked leaves a placeholder sparsity (their budget is their nnz).
+      check_given(params)
+      return jax.tree.map(lambda m: None if m is None else 0.0,
+                          _tree.align(given, params, name="masks"),
+                          is_leaf=_tree.is_none)
+
+    def init_masks(key, params, budgets, block_shape):
+      del key, budgets, block_shape
+      return _tree.align(given, params, name="masks")
 
     return _engine.sparse_wrapper(
         inner, sparsity=None, distribution=given_distribution, where=where,
@@ -175,8 +181,7 @@ def magnitude_pruning(
       schedule).
     scope: ``"layer"``: each leaf is pruned to its own budget (from
       ``distribution``); ``"global"``: one magnitude threshold over all
-      sparse leaves, keeping as many weights in total as the uniform
-      per-leaf budgets add up to.
+      sparse leaves, keeping ``round((1 - s) N)`` of their ``N`` weights.
     distribution: per-leaf budgets with ``scope="layer"``: ``"uniform"``,
       ``"er"``, ``"erk"`` or a callable ``params -> per-leaf sparsities``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
@@ -217,7 +222,9 @@ def magnitude_pruning(
         lambda p, b: None if b is None else jnp.abs(p), u.params, u.budgets,
         is_leaf=_tree.is_none)
     if scope == "global":
-      total = sum(b for b in jax.tree.leaves(u.budgets))
+      block = 1 if u.block_shape is None else u.block_shape[0] * u.block_shape[1]
+      units = sum(x.size for x in jax.tree.leaves(scores)) // block
+      total = _masks.budget(units, u.sparsity) * block
       return _masks.topk(scores, total, scope="global",
                          block_shape=u.block_shape), u.method_state
     return _masks.topk(scores, u.budgets,

@@ -96,12 +96,9 @@ def summarize(params: Any, masks: Any = None) -> Summary:
   params = _tree.unwrap_variables(params)
   if masks is None:
     masks = jax.tree.map(lambda _: None, params)
-  masks = _tree.unwrap_variables(masks)
-  _tree.check_same_structure(masks, params, name="masks")
+  masks = _tree.align(_tree.unwrap_variables(masks), params, name="masks")
   rows = []
-  flat_masks = jax.tree.leaves(
-      jax.tree.map(lambda m, _: m, masks, params, is_leaf=_tree.is_none),
-      is_leaf=_tree.is_none)
+  flat_masks = jax.tree.leaves(masks, is_leaf=_tree.is_none)
   for (path, leaf), mask in zip(_tree.leaves_with_paths(params), flat_masks,
                                 strict=True):
     if leaf is None:
