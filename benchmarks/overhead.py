@@ -1,0 +1,205 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""Per-step cost of the sparsity transforms against dense Adam, same run.
+
+For each MLP (784-300-100-10 and 784-1024-1024-10, batch 128, 90 % sparsity)
+and each transform, a jitted train step (forward, backward, ``tx.update``,
+``apply_updates``, buffers donated) is timed in two variants built from the
+same factory:
+
+* ``update_every`` huge: after the first step no mask update happens, which
+  times the steady-state step;
+* ``update_every=1``: every step is a mask-update step.
+
+Variants run interleaved in every repeat; a ratio is the median over repeats
+of (method median / dense-Adam median of the same repeat). The amortized
+ratio over ``update_every=f`` is ``((f - 1) * steady + update) / f``. Memory
+is the bytes of the optimizer state's leaves.
+
+Run: ``python benchmarks/overhead.py [--quick] [--models small,medium]``
+"""
+
+import argparse
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import sparsejax as sj
+
+NEVER = 10**9
+SPARSITY = 0.9
+
+
+def constant(value: float) -> Callable[[jax.Array], float]:
+  """A schedule, so that magnitude/random pruning update periodically."""
+  return lambda count: value
+
+
+# name -> factory(inner, update_every) returning the transform; None marks a
+# transform without mask updates (its update column stays empty).
+METHODS: dict[str, Callable[..., optax.GradientTransformation] | None] = {
+    "static": lambda inner, update_every: sj.static_sparse(
+        inner, sparsity=SPARSITY),
+    "magnitude": lambda inner, update_every: sj.magnitude_pruning(
+        inner, sparsity=constant(SPARSITY), update_every=update_every),
+    "magnitude_global": lambda inner, update_every: sj.magnitude_pruning(
+        inner, sparsity=constant(SPARSITY), update_every=update_every,
+        scope="global"),
+    "random_pruning": lambda inner, update_every: sj.random_pruning(
+        inner, sparsity=constant(SPARSITY), update_every=update_every),
+}
+WITHOUT_UPDATES = {"static"}
+
+# Methods of later modules register here when present.
+for _name, _factory in {
+    "rigl": lambda inner, update_every: sj.rigl(
+        inner, sparsity=SPARSITY, end_step=NEVER, update_every=update_every),
+    "set": lambda inner, update_every: sj.set_(
+        inner, sparsity=SPARSITY, update_every=update_every),
+    "snfs": lambda inner, update_every: sj.snfs(
+        inner, sparsity=SPARSITY, update_every=update_every),
+    "srigl": lambda inner, update_every: sj.srigl(
+        inner, sparsity=SPARSITY, end_step=NEVER, update_every=update_every),
+    "mest": lambda inner, update_every: sj.mest(
+        inner, sparsity=SPARSITY, update_every=update_every),
+    "granet": lambda inner, update_every: sj.granet(
+        inner, sparsity=SPARSITY, update_every=update_every),
+}.items():
+  if hasattr(sj, {"set": "set_"}.get(_name, _name)):
+    METHODS[_name] = _factory
+
+MODELS = {"small": (784, 300, 100, 10), "medium": (784, 1024, 1024, 10)}
+
+
+def init_mlp(sizes, key):
+  params = {}
+  for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    key, sub = jax.random.split(key)
+    params[f"Dense_{i}"] = {
+        "kernel": jax.random.normal(sub, (a, b)) * (2 / a) ** 0.5,
+        "bias": jnp.zeros(b)}
+  return params
+
+
+def loss_fn(params, x, y):
+  h = x
+  n = len(params)
+  for i in range(n):
+    layer = params[f"Dense_{i}"]
+    h = h @ layer["kernel"] + layer["bias"]
+    if i < n - 1:
+      h = jax.nn.relu(h)
+  return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
+
+
+def make_step(tx):
+  def step(params, opt_state, x, y):
+    grads = jax.grad(loss_fn)(params, x, y)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+def state_bytes(state) -> int:
+  total = 0
+  for leaf in jax.tree.leaves(state):
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    total += leaf.size * leaf.dtype.itemsize
+  return total
+
+
+class Runner:
+  """One transform variant with its own params, state and compiled step."""
+
+  def __init__(self, tx, params, batches):
+    self.step = make_step(tx)
+    self.params = jax.tree.map(jnp.copy, params)
+    self.state = tx.init(self.params)
+    self.bytes = state_bytes(self.state)
+    self.batches = batches
+    self.i = 0
+
+  def run(self, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+      x, y = self.batches[self.i % len(self.batches)]
+      self.i += 1
+      start = time.perf_counter()
+      self.params, self.state = self.step(self.params, self.state, x, y)
+      jax.block_until_ready(self.params)
+      times.append(time.perf_counter() - start)
+    return times
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--models", default="small,medium")
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=60)
+  parser.add_argument("--quick", action="store_true",
+                      help="small model, 2 repeats, 20 steps")
+  parser.add_argument("--amortize", type=int, default=100)
+  args = parser.parse_args()
+  if args.quick:
+    args.models, args.repeats, args.steps = "small", 2, 20
+  methods = [m for m in args.methods.split(",") if m]
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform}; batch 128, "
+        f"sparsity {SPARSITY}; {args.repeats} repeats x {args.steps} steps")
+  for model in args.models.split(","):
+    sizes = MODELS[model]
+    key = jax.random.key(0)
+    params = init_mlp(sizes, key)
+    rng = np.random.default_rng(0)
+    batches = [(jnp.asarray(rng.normal(size=(128, sizes[0])), jnp.float32),
+                jnp.asarray(rng.integers(0, sizes[-1], 128)))
+               for _ in range(8)]
+    inner = optax.adam(1e-3)
+    runners = {"dense": Runner(inner, params, batches)}
+    for m in methods:
+      runners[m + "/steady"] = Runner(METHODS[m](inner, NEVER), params,
+                                      batches)
+      if m not in WITHOUT_UPDATES:
+        runners[m + "/update"] = Runner(METHODS[m](inner, 1), params, batches)
+    for r in runners.values():  # compile, and pass the first (update) step
+      r.run(3)
+    ratios = {name: [] for name in runners}
+    dense_ms = []
+    for _ in range(args.repeats):
+      medians = {name: float(np.median(r.run(args.steps)))
+                 for name, r in runners.items()}
+      dense_ms.append(medians["dense"] * 1e3)
+      for name, t in medians.items():
+        ratios[name].append(t / medians["dense"])
+    dense = float(np.median(dense_ms))
+    dense_bytes = runners["dense"].bytes
+    print(f"\n{model} MLP {'-'.join(map(str, sizes))}: dense Adam "
+          f"{dense:.2f} ms/step, optimizer state {dense_bytes:,} bytes")
+    header = (f"{'method':<18}{'steady':>9}{'update':>9}"
+              f"{'amort/' + str(args.amortize):>12}{'state':>8}"
+              f"{'steady ms':>11}{'update ms':>11}")
+    print(header)
+    print("-" * len(header))
+    for m in methods:
+      steady = float(np.median(ratios[m + "/steady"]))
+      row = f"{m:<18}{steady:>9.3f}"
+      if m + "/update" in ratios:
+        update = float(np.median(ratios[m + "/update"]))
+        f = args.amortize
+        amort = ((f - 1) * steady + update) / f
+        row += f"{update:>9.2f}{amort:>12.3f}"
+      else:
+        update = None
+        row += f"{'-':>9}{'-':>12}"
+      row += f"{runners[m + '/steady'].bytes / dense_bytes:>8.3f}"
+      row += f"{steady * dense:>11.2f}"
+      row += f"{update * dense:>11.2f}" if update else f"{'-':>11}"
+      print(row)
+
+
+if __name__ == "__main__":
+  main()
