@@ -1,0 +1,253 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""Sparse momentum (SNFS): momentum-driven redistribution and growth."""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from sparsejax import _engine
+from sparsejax import _tree
+from sparsejax.dst import _common
+
+
+class SnfsState(NamedTuple):
+  """Method state of :func:`snfs`.
+
+  Attributes:
+    shares: float32 ``[number of param leaves]``, in the order of
+      ``jax.tree.leaves(params)``: each sparse leaf's share of the regrowth at
+      the last mask update (mean |momentum| of its active weights over the
+      sum of those means; the shares sum to 1), 0 for dense leaves and
+      before the first update.
+  """
+
+  shares: jax.Array
+
+
+def momentum_of(inner_state: Any) -> Any:
+  """The momentum SNFS reads from an inner optimizer state.
+
+  As ``Masking.get_momentum_for_weight`` in TimDettmers/sparse_learning: for
+  Adam-like states (``ScaleByAdamState``: ``mu`` and ``nu``) it is
+  ``mu / (sqrt(nu) + 1e-8)``; for SGD with momentum (``TraceState``) the
+  ``trace``; for a state with ``mu`` only (Lion) ``mu``. The first such state
+  found in the (possibly wrapped) inner state is used.
+
+  Raises:
+    ValueError: if the inner state has no momentum.
+  """
+  def has(x, *names):
+    return hasattr(x, "_fields") and all(n in x._fields for n in names)  # pylint: disable=protected-access
+
+  def is_leaf(x):
+    return has(x, "mu") or has(x, "trace")
+
+  for node in jax.tree.leaves(inner_state, is_leaf=is_leaf):
+    if has(node, "mu", "nu"):
+      return jax.tree.map(
+          lambda m, v: None if m is None else m / (jnp.sqrt(v) + 1e-8),
+          node.mu, node.nu, is_leaf=_tree.is_none)
+    if has(node, "trace"):
+      return node.trace
+    if has(node, "mu"):
+      return node.mu
+  raise ValueError(
+      "snfs grows by momentum: the inner optimizer needs a momentum slot "
+      "(Adam-like `mu`/`nu`, SGD `trace` with momentum > 0, or Lion `mu`).")
+
+
+def redistribute(shares: jax.Array, removed: jax.Array,
+                 capacity: jax.Array, *, cap: float = 0.99,
+                 iterations: int = 100) -> jax.Array:
+  """Integer regrowth per layer from shares, capped, residual redistributed.
+
+  The loop of ``Masking.calc_growth_redistribution``: each layer asks for
+  ``share * total_removed``; a layer above ``cap * capacity`` is capped and
+  the excess is spread evenly over all layers, until nothing is left over.
+  The real-valued result is then made integer by largest remainders, among
+  layers still below capacity, so that exactly ``total_removed`` weights
+  regrow (the reference floors each layer and corrects the total over later
+  updates with a smoothed residual).
+
+  Args:
+    shares: float ``[L]`` summing to 1.
+    removed: int ``[L]``, weights removed per layer this update.
+    capacity: int ``[L]``, free positions per layer after removal.
+    cap: the fraction of a layer's free positions it may regrow.
+    iterations: bound on the residual loop.
+
+  Returns:
+    int32 ``[L]``: the regrowth per layer; it sums to ``removed.sum()``
+    whenever the layers have the room.
+  """
+  total = jnp.sum(removed).astype(jnp.float32)
+  limit = cap * capacity.astype(jnp.float32)
+  n = shares.shape[0]
+
+  def body(_, carry):
+    regrowth, mean_residual = carry
+    want = regrowth + mean_residual
+    capped = jnp.minimum(want, limit)
+    residual = jnp.sum(want - capped)
+    return capped, residual / n
+
+  regrowth, _ = lax.fori_loop(
+      0, iterations, body,
+      (shares.astype(jnp.float32) * total, jnp.zeros([], jnp.float32)))
+  base = jnp.floor(regrowth)
+  frac = regrowth - base
+  base = base.astype(jnp.int32)
+  deficit = jnp.sum(removed) - jnp.sum(base)
+  room = base < capacity
+  # Rank layers with room by fractional part (ties: lower index first).
+  score = jnp.where(room, frac, -1.0)
+  order = jnp.argsort(-score, stable=True)
+  rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n,
+                                                             dtype=jnp.int32))
+  extra = (rank < deficit) & room
+  return base + extra.astype(jnp.int32)
+
+
+def snfs(
+    inner: optax.GradientTransformation,
+    *,
+    sparsity: float,
+    update_every: int,
+    total_steps: int,
+    prune_rate: float = 0.5,
+    prune_rate_min: float = 0.005,
+    distribution: str | Callable[[Any], Any] = "uniform",
+    cap: float = 0.99,
+    begin_step: int | None = None,
+    granularity: Any = "element",
+    where: Any = None,
+    seed: int | jax.Array = 0,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Sparse momentum (SNFS): prune by magnitude, regrow by momentum.
+
+  Every ``update_every`` steps (SNFS: at the end of every epoch), after the
+  optimizer step, as ``Masking.truncate_weights`` in
+  TimDettmers/sparse_learning with its defaults (``prune='magnitude'``,
+  ``redistribution='momentum'``, ``growth='momentum'``):
+
+  1. the share of each sparse leaf is the mean :math:`|m|` over its active
+     weights, normalised to sum to 1, where ``m`` is the inner optimizer's
+     momentum (see :func:`momentum_of`: ``mu / (sqrt(nu) + 1e-8)`` for Adam,
+     the ``trace`` for SGD with momentum);
+  2. each leaf removes ``ceil(p_t * nnz)`` active weights of smallest
+     :math:`|w|`, where ``p_t`` is the prune rate, cosine-annealed per step
+     from ``prune_rate`` to ``prune_rate_min`` over ``total_steps``
+     (``CosineDecay``); a leaf less than 20% sparse whose share is above
+     average removes at most its sparsity (``adjust_prune_rate``);
+  3. the removed total is regrown across leaves in proportion to the shares,
+     each capped at ``cap`` of its free positions, the excess redistributed
+     (:func:`redistribute`);
+  4. each leaf grows its regrowth at the positions of largest :math:`|m|`
+     that are not kept; new weights are 0.
+
+  Pruned weights keep accumulating momentum from their dense gradients (the
+  reference masks the weights, not the optimizer's buffers), so the inner
+  optimizer receives unmasked gradients and its slots are not reset. Each
+  leaf's number of nonzeros therefore changes across updates while the total
+  is kept exactly (the reference's rounding leaves it off by a few weights,
+  corrected later).
+
+  Args:
+    inner: the optimizer to wrap; it must keep a momentum.
+    sparsity: overall target sparsity in ``[0, 1)``.
+    update_every: steps between mask updates (the steps of one epoch).
+    total_steps: training length, the period of the prune-rate cosine.
+    prune_rate: initial prune rate (0.5).
+    prune_rate_min: final prune rate (0.005, the reference's ``eta_min``).
+    distribution: initial per-leaf budgets (SNFS: ``"uniform"``).
+    cap: fraction of a leaf's free positions it may regrow (0.99).
+    begin_step: first mask-update step (default ``update_every``).
+    granularity: ``"element"`` or a block shape ``(bm, bn)``.
+    where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    seed: an int or a PRNG key for the initial random mask.
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformationExtraArgs`. Its
+    ``method_state`` is a :class:`SnfsState`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import sparsejax as sj
+    >>> params = {'a': jax.random.normal(jax.random.key(0), (10, 10)),
+    ...           'b': jax.random.normal(jax.random.key(1), (10, 10))}
+    >>> tx = sj.snfs(optax.sgd(0.1, momentum=0.9), sparsity=0.8,
+    ...              update_every=1, begin_step=0, total_steps=10)
+    >>> state = tx.init(params)
+    >>> grads = {'a': jnp.ones((10, 10)), 'b': 3 * jnp.ones((10, 10))}
+    >>> _, state = tx.update(grads, state, params)
+    >>> masks = sj.get_masks(state)
+    >>> int(masks['a'].sum()), int(masks['b'].sum())
+    (15, 25)
+
+  References:
+    Dettmers & Zettlemoyer, `Sparse Networks from Scratch: Faster Training
+    without Losing Performance <https://arxiv.org/abs/1907.04840>`_, 2019
+  """
+  _common.check_float_sparsity(sparsity, "snfs")
+  update_every = _engine.check_positive_int(update_every, "update_every")
+  total_steps = _engine.check_positive_int(total_steps, "total_steps")
+  _common.check_fraction(prune_rate, "prune_rate", allow_one=True)
+  _common.check_fraction(prune_rate_min, "prune_rate_min", allow_one=True)
+  if not 0.0 < cap <= 1.0:
+    raise ValueError(f"`cap` must be in (0, 1], got {cap}.")
+  if begin_step is None:
+    begin_step = update_every
+  rate_at = _common.cosine_annealing(prune_rate, prune_rate_min, total_steps)
+
+  def update_masks(u: _engine.MaskUpdate):
+    bs = u.block_shape
+    momentum = momentum_of(u.inner_state)
+    items = _common.sparse_items(u, u.masks, u.params, momentum)
+    if not items:
+      return u.masks, u.method_state
+    active = [_common.grid_mask(m, bs) for _, _, m, _, _ in items]
+    mom = [jnp.abs(_common.to_grid(jnp.asarray(v, jnp.float32), bs))
+           for *_, v in items]
+    weight = [jnp.abs(_common.to_grid(p, bs)) for _, _, _, p, _ in items]
+    nnz = jnp.stack([_common.count(a) for a in active])
+    size = jnp.asarray([a.size for a in active], jnp.int32)
+    means = jnp.stack([
+        jnp.sum(jnp.where(a, v, 0.0)) / jnp.maximum(n, 1)
+        for a, v, n in zip(active, mom, nnz, strict=True)])
+    total = jnp.sum(means)
+    shares = jnp.where(total > 0, means / jnp.where(total > 0, total, 1.0),
+                       1.0 / len(items))
+    rate = rate_at(u.count)
+    sparsity_l = (size - nnz).astype(jnp.float32) / size
+    growing = (sparsity_l < 0.2) & (shares > 1.0 / len(items))
+    rates = jnp.where(growing, jnp.minimum(sparsity_l, rate), rate)
+    removed = _common.ceil_count(rates, nnz)
+    kept = [_common.topk1(jnp.where(a, w, _common.NEG_INF), n - r)
+            for a, w, n, r in zip(active, weight, nnz, removed, strict=True)]
+    capacity = size - nnz + removed
+    regrowth = redistribute(shares, removed, capacity, cap=cap)
+    out = {}
+    for j, (i, *_rest) in enumerate(items):
+      grown = _common.topk1(jnp.where(kept[j], _common.NEG_INF, mom[j]),
+                            regrowth[j])
+      out[i] = _common.from_grid(kept[j] | grown, bs)
+    index = jnp.asarray([i for i, *_r in items], jnp.int32)
+    all_shares = u.method_state.shares.at[index].set(shares)
+    return _common.rebuild(u, out), SnfsState(shares=all_shares)
+
+  def init_method_state(params):
+    return SnfsState(shares=jnp.zeros((len(jax.tree.leaves(params)),),
+                                      jnp.float32))
+
+  engine_tx = _engine.sparse_wrapper(
+      inner, sparsity=sparsity, distribution=distribution, where=where,
+      seed=seed, update_every=update_every, begin_step=begin_step,
+      end_step=total_steps, init_masks=_common.random_init_masks,
+      update_masks=update_masks, update_after_inner=True,
+      mask_gradients=False, reset_grown_slots=False,
+      granularity=granularity, init_method_state=init_method_state)
+  return engine_tx
