@@ -27,6 +27,18 @@ target. A last table compares TEAL's greedy layer-wise allocation
 by the consuming weight's size) with the uniform allocation. The plot
 (``<out>/activation_sparsity.png``) shows accuracy against target sparsity.
 
+What to expect (10 epochs, seed 0; the closing note of issue 5 has the
+tables): every rule is far above random dropping once it drops anything
+(ReLU units are already 69 % zero, so at targets 0.5-0.6 no rule removes
+anything), and WINA is at or above TEAL at 90 % and 95 %. Per-image top-k
+beats both per-tensor thresholds by a wide margin at 90 %+: this MLP has no
+per-image normalisation, so activation scales differ between images and one
+threshold per layer zeroes the *whole* hidden layer of 15-55 % of the test
+images at 90-95 % (the example prints that share). LLM hidden states are
+normalised per token, which is where TEAL's per-tensor thresholds are meant
+to work. WINA weights each unit by the norm of its row of the next weight,
+which keeps more images alive than TEAL and is why it is ahead.
+
 ``--mode ste`` instead trains the ReLU MLP *with* per-image top-k on both
 hidden layers, with the straight-through gradient (Q-Sparse,
 ``topk(h, k, ste=True)``) and with the plain masked gradient, and compares
@@ -205,8 +217,10 @@ def greedy_teal(params, x_cal, hiddens_cal, target, *, act):
     logits, _ = forward(params, x_cal, act=act, sparsify=rule)
     return jnp.mean(jnp.linalg.norm(logits - dense_logits, axis=-1))
 
+  # TEAL's step is 0.05; with h2's weight 30x smaller than h1's, h2 would
+  # then move by 1.5 (all or nothing). 0.01 lets it move by 0.3.
   alloc = sa.greedy_allocation(lambda ss: err(thresholds(ss)), sizes, target,
-                               step=0.05, max_sparsity=0.999)
+                               step=0.01, max_sparsity=0.999)
   ts = thresholds(alloc)
   return alloc, (lambda l, z, h: sa.threshold(h, ts[l]))
 
@@ -350,7 +364,7 @@ def main(argv=None):
   parser.add_argument("--sparsities", type=float, nargs="+",
                       default=SPARSITIES)
   parser.add_argument("--ste-sparsities", type=float, nargs="+",
-                      default=(0.8, 0.9, 0.95))
+                      default=(0.9, 0.95))
   parser.add_argument("--limit-train", type=int, default=None,
                       help="use only this many training images (smoke runs)")
   parser.add_argument("--out", default=None,

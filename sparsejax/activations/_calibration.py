@@ -172,6 +172,9 @@ def greedy_allocation(error_fn: Callable[[tuple[float, ...]], float],
   the result lands exactly on a feasible target: an increase is clipped at
   `max_sparsity`, and the last one is shortened so that the weighted sparsity
   equals `target` instead of passing it. Ties go to the lowest layer index.
+  A layer much smaller than the largest one takes big steps (a layer 30x
+  smaller moves by `30 * step`, clipped at `max_sparsity`), so it is
+  sparsified all at once or not at all; lower `step` for a finer allocation.
 
   `error_fn` is called from Python, once per candidate and round, and may
   run jitted code.
