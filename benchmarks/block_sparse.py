@@ -15,11 +15,15 @@ same run (``block_until_ready``); the table gives the best-of-rounds time
 ratio to dense (the least perturbed on a shared host) and the median ratio,
 beside the ideal, the density.
 
-``--variants`` also times alternative XLA formulations at 128 x 128 blocks:
-the library path without row tiling, a column-ELL layout padded to the
-largest block count per column (fast for balanced masks, but its width depends
-on the topology, so it is not jit-stable), and scattering the blocks into a
-dense matrix before one dense matmul.
+``--variants`` also times alternative XLA formulations (ratios to dense):
+"gather+bmm": gather the ``x`` column blocks of every slot, one batched matmul,
+a sorted segment-sum into the output columns (materializes ``capacity x M x
+b`` twice); "col-ELL": per output block column, one matmul contracting over
+its blocks, padded to the largest block count of any column (fast for
+column-balanced masks, but its width depends on the topology, so it is not
+jit-stable); "to dense": scatter the blocks into a dense matrix, then one
+dense matmul. The library path is a ``fori_loop`` over the stored blocks
+accumulating in place (``pallas_kernels/block_sparse/reference.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import numpy as np
 
 from pallas_kernels import BlockSparseMatrix
 from pallas_kernels import block_sparse_matmul
-from pallas_kernels.block_sparse import reference
 
 # Hardware limits (research/kernels.md, section 6).
 DEVICES = {
@@ -137,6 +140,23 @@ def _ell_variant(w: BlockSparseMatrix):
   return lambda x: f(x, data, krow)
 
 
+def _gather_bmm_variant(w: BlockSparseMatrix):
+  kb, nb = w.block_grid
+  bk, bn = w.block_shape
+
+  @jax.jit
+  def f(x, w):
+    m = x.shape[0]
+    data = jnp.where(w.valid()[:, None, None], w.data, 0)
+    xt = x.reshape(m, kb, bk).transpose(1, 0, 2)
+    prods = jnp.einsum("zmk,zkn->zmn", xt[w.row_ids], data)
+    y = jax.ops.segment_sum(prods, w.col_ids, num_segments=nb,
+                            indices_are_sorted=True)
+    return y.transpose(1, 0, 2).reshape(m, nb * bn)
+
+  return lambda x: f(x, w)
+
+
 def run_table(sizes, blocks, densities, rounds, seed, variants):
   rng = np.random.default_rng(seed)
   print(f"XLA block-sparse x @ W vs dense x @ W, float32, "
@@ -144,7 +164,7 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
         f"best-of-{rounds} interleaved rounds")
   head = "| M=N=K | block | density | dense ms | sparse ms | ratio | median ratio | ideal |"
   if variants:
-    head += " no tiling | col-ELL | to dense |"
+    head += " gather+bmm | col-ELL | to dense |"
   print(head)
   print("|" + "---:|" * (head.count("|") - 1))
   dense_fn = jax.jit(lambda x, w: x @ w)
@@ -160,14 +180,11 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
         wd = wm.to_dense()
         fns = {"dense": lambda: dense_fn(x, wd),
                "sparse": lambda: sparse_fn(x, wm)}
-        if variants and b == 128:
-          untiled = jax.jit(lambda x, w: reference._gather_mm_segsum(
-              x, jnp.where(w.valid()[:, None, None], w.data, 0), w.row_ids,
-              w.col_ids, w.block_grid[1], w.block_shape[1],
-              transpose_blocks=False, out_dtype=x.dtype))
+        if variants:
+          gather = _gather_bmm_variant(wm)
           ell = _ell_variant(wm)
           todense = jax.jit(lambda x, w: x @ w.to_dense())
-          fns.update(untiled=lambda: untiled(x, wm), ell=lambda: ell(x),
+          fns.update(gather=lambda: gather(x), ell=lambda: ell(x),
                      todense=lambda: todense(x, wm))
         ref = np.asarray(fns["dense"]())
         for k, f in fns.items():
@@ -182,11 +199,8 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
                f"| {best['sparse'] / best['dense']:.3f} "
                f"| {med['sparse'] / med['dense']:.3f} | {dens:.3f} |")
         if variants:
-          if b == 128:
-            row += "".join(f" {best[k] / best['dense']:.3f} |"
-                           for k in ("untiled", "ell", "todense"))
-          else:
-            row += " | | |"
+          row += "".join(f" {best[k] / best['dense']:.3f} |"
+                         for k in ("gather", "ell", "todense"))
         print(row, flush=True)
 
 
@@ -199,7 +213,7 @@ def main():
   p.add_argument("--rounds", type=int, default=20)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--variants", action="store_true",
-                 help="also time alternative XLA layouts at 128x128 blocks")
+                 help="also time alternative XLA formulations")
   p.add_argument("--roofline", action="store_true",
                  help="print the H100 / TPU v5e roofline table and exit")
   args = p.parse_args()

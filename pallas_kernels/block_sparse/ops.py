@@ -56,33 +56,78 @@ def _kernels(implementation, interpret):
           functools.partial(mod.sdd, interpret=interpret))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _bsmm(x, w, implementation, interpret):
-  mm, _, _ = _kernels(implementation, interpret)
-  return mm(x, w)
-
-
-def _bsmm_fwd(x, w, implementation, interpret):
-  mm, _, _ = _kernels(implementation, interpret)
-  return mm(x, w), (x, w)
+# Three products, each a custom VJP whose backward pass calls the other two,
+# so the system is closed under differentiation (any order):
+#   y = mm(x, W)        dx = mm_t(dy, W)   dW = sdd(x, dy)
+#   u = mm_t(v, W)      dv = mm(du, W)     dW = sdd(du, v)
+#   D = sdd(x, v)@W     dx = mm_t(v, G)    dv = mm(x, G)    (G = W with data dD)
 
 
 def _float0_like(a):
   return np.zeros(np.shape(a), dtype=jax.dtypes.float0)
 
 
-def _bsmm_bwd(implementation, interpret, res, dy):
-  x, w = res
-  _, mm_t, sdd = _kernels(implementation, interpret)
-  dx = mm_t(dy, w, out_dtype=x.dtype)
-  ddata = sdd(x, dy, w, out_dtype=w.dtype)
+def _w_cotangent(w, ddata):
   leaves, aux = w.tree_flatten()
-  dw = BlockSparseMatrix.tree_unflatten(
+  return BlockSparseMatrix.tree_unflatten(
       aux, (ddata,) + tuple(_float0_like(a) for a in leaves[1:]))
-  return dx, dw
 
 
-_bsmm.defvjp(_bsmm_fwd, _bsmm_bwd)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _mm(x, w, implementation, interpret):
+  return _kernels(implementation, interpret)[0](x, w)
+
+
+def _mm_fwd(x, w, implementation, interpret):
+  return _mm(x, w, implementation, interpret), (x, w)
+
+
+def _mm_bwd(implementation, interpret, res, dy):
+  x, w = res
+  dx = _mm_t(dy, w, implementation, interpret)
+  return dx, _w_cotangent(w, _sdd(x, dy, w, implementation, interpret))
+
+
+_mm.defvjp(_mm_fwd, _mm_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _mm_t(v, w, implementation, interpret):
+  return _kernels(implementation, interpret)[1](v, w)
+
+
+def _mm_t_fwd(v, w, implementation, interpret):
+  return _mm_t(v, w, implementation, interpret), (v, w)
+
+
+def _mm_t_bwd(implementation, interpret, res, du):
+  v, w = res
+  dv = _mm(du, w, implementation, interpret)
+  return dv, _w_cotangent(w, _sdd(du, v, w, implementation, interpret))
+
+
+_mm_t.defvjp(_mm_t_fwd, _mm_t_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _sdd(x, v, w, implementation, interpret):
+  return _kernels(implementation, interpret)[2](x, v, w)
+
+
+def _sdd_fwd(x, v, w, implementation, interpret):
+  return _sdd(x, v, w, implementation, interpret), (x, v, w)
+
+
+def _sdd_bwd(implementation, interpret, res, dd):
+  x, v, w = res
+  g = w.with_data(dd.astype(w.dtype))
+  dx = _mm_t(v, g, implementation, interpret)
+  dv = _mm(x, g, implementation, interpret)
+  # D does not depend on the block data, only on the topology.
+  return dx, dv, _w_cotangent(w, jnp.zeros_like(w.data))
+
+
+_sdd.defvjp(_sdd_fwd, _sdd_bwd)
 
 
 def block_sparse_matmul(x, w: BlockSparseMatrix, *, implementation=None,
@@ -91,7 +136,9 @@ def block_sparse_matmul(x, w: BlockSparseMatrix, *, implementation=None,
 
   Differentiable in ``x`` and in ``w.data`` (a ``jax.custom_vjp``): ``dx`` runs
   through the transposed topology and the gradient of ``w`` is computed only at
-  its stored blocks (zero in the padding slots). ``w``'s integer leaves get
+  its stored blocks (zero in the padding slots). The backward products are
+  custom VJPs too, so higher-order derivatives (Hessian-vector products) run
+  on the same kernels; forward-mode (``jax.jvp``) is not supported. ``w``'s integer leaves get
   ``float0`` cotangents, so ``jax.grad`` with respect to the whole matrix needs
   ``allow_int=True``; to differentiate only the blocks, close over the topology
   and differentiate ``lambda d: f(w.with_data(d))`` at ``w.data``.
@@ -148,5 +195,5 @@ def block_sparse_matmul(x, w: BlockSparseMatrix, *, implementation=None,
   x2 = x2.astype(dtype)
   if w.dtype != dtype:
     w = w.with_data(w.data.astype(dtype))
-  y = _bsmm(x2, w, implementation, interpret)
+  y = _mm(x2, w, implementation, interpret)
   return y.reshape(*lead, n)
