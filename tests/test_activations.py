@@ -317,3 +317,21 @@ def test_measurement():
   assert float(f.skipped) == 2 * 5 * 7
   with pytest.raises(ValueError, match="weight"):
     act.sparse_input_flops(x, jnp.ones((3, 7)))
+
+
+def test_sharded_rows_keep_their_sharding():
+  # Rows sharded over the 8 CPU devices: every rule is row-local.
+  mesh = jax.make_mesh((8,), ("batch",))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
+      "batch"))
+  x = jax.random.normal(jax.random.key(5), (16, 64))
+  xs = jax.device_put(x, sharding)
+  fns = {
+      "topk": lambda v: act.topk(v, 8),
+      "statistical": lambda v: act.statistical_topk(v, 0.8),
+      "threshold": lambda v: act.threshold(v, 0.5),
+  }
+  for name, fn in fns.items():
+    y = jax.jit(fn)(xs)
+    np.testing.assert_array_equal(y, fn(x), err_msg=name)
+    assert y.sharding.is_equivalent_to(sharding, 2), name
