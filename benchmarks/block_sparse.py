@@ -29,6 +29,7 @@ accumulating in place (``pallas_kernels/block_sparse/reference.py``).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -101,15 +102,18 @@ def _mask(rng, kb, nb, d):
 
 
 def _time_interleaved(fns, rounds):
+  """Wall-clock and process CPU seconds of each call, round-robin."""
   for f in fns.values():
     jax.block_until_ready(f())
-  times = {k: [] for k in fns}
+  wall = {k: [] for k in fns}
+  cpu = {k: [] for k in fns}
   for _ in range(rounds):
     for k, f in fns.items():
-      t = time.perf_counter()
+      t, c = time.perf_counter(), time.process_time()
       jax.block_until_ready(f())
-      times[k].append(time.perf_counter() - t)
-  return times
+      wall[k].append(time.perf_counter() - t)
+      cpu[k].append(time.process_time() - c)
+  return wall, cpu
 
 
 def _ell_variant(w: BlockSparseMatrix):
@@ -160,9 +164,12 @@ def _gather_bmm_variant(w: BlockSparseMatrix):
 def run_table(sizes, blocks, densities, rounds, seed, variants):
   rng = np.random.default_rng(seed)
   print(f"XLA block-sparse x @ W vs dense x @ W, float32, "
-        f"{jax.devices()[0].device_kind} ({jax.device_count()} devices), "
-        f"best-of-{rounds} interleaved rounds")
-  head = "| M=N=K | block | density | dense ms | sparse ms | ratio | median ratio | ideal |"
+        f"{jax.devices()[0].device_kind}, {os.cpu_count()} cores, load "
+        f"average {os.getloadavg()[0]:.1f} at start; {rounds} interleaved "
+        f"rounds: ratio of best wall times, of median wall times, and of best "
+        f"process CPU times (less sensitive to other jobs on the host)")
+  head = ("| M=N=K | block | density | dense ms | sparse ms | ratio | "
+          "median ratio | CPU-time ratio | ideal |")
   if variants:
     head += " gather+bmm | col-ELL | to dense |"
   print(head)
@@ -190,18 +197,21 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
         for k, f in fns.items():
           err = np.max(np.abs(np.asarray(f()) - ref)) / np.max(np.abs(ref))
           assert err < 1e-4, (k, err)
-        t = _time_interleaved(fns, rounds)
+        t, c = _time_interleaved(fns, rounds)
         best = {k: min(v) for k, v in t.items()}
         med = {k: statistics.median(v) for k, v in t.items()}
+        cbest = {k: min(v) for k, v in c.items()}
         dens = mask.mean()
         row = (f"| {n} | {b} | {100 * dens:.1f} % | {1e3 * best['dense']:.2f} "
                f"| {1e3 * best['sparse']:.2f} "
                f"| {best['sparse'] / best['dense']:.3f} "
-               f"| {med['sparse'] / med['dense']:.3f} | {dens:.3f} |")
+               f"| {med['sparse'] / med['dense']:.3f} "
+               f"| {cbest['sparse'] / cbest['dense']:.3f} | {dens:.3f} |")
         if variants:
           row += "".join(f" {best[k] / best['dense']:.3f} |"
                          for k in ("gather", "ell", "todense"))
         print(row, flush=True)
+  print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 def main():
