@@ -13,7 +13,7 @@ import pytest
 
 from sparsejax import activations as act
 
-_SETTINGS = dict(max_examples=15, deadline=None)
+_SETTINGS = dict(max_examples=10, deadline=None)
 
 
 def _np_topk_mask(x, k, axis):

@@ -18,7 +18,7 @@ def _sparse_x(rng, shape, density, shared):
   return x * (rng.uniform(size=mask_shape) < density)
 
 
-@hypothesis.settings(max_examples=10, deadline=None)
+@hypothesis.settings(max_examples=6, deadline=None)
 @hypothesis.given(
     b=st.integers(1, 5), d=st.integers(1, 40), n=st.integers(1, 9),
     density=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
