@@ -1,5 +1,5 @@
 # Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
-r"""Lottery tickets on Fashion-MNIST: iterative magnitude pruning with rewinding.
+r"""Lottery tickets on Fashion-MNIST: iterative magnitude pruning, rewinding.
 
 Frankle & Carbin's experiment on LeNet-300-100 (Flax Linen): train, prune
 20 % of the remaining weights of each hidden layer and 10 % of the output

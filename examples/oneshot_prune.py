@@ -1,5 +1,5 @@
 # Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
-r"""One-shot pruning of a trained Fashion-MNIST MLP: magnitude, Wanda, SparseGPT.
+r"""One-shot pruning of a trained Fashion-MNIST MLP: magnitude/Wanda/SparseGPT.
 
 Trains LeNet-300-100 (Flax Linen) densely with Adam, then prunes every layer
 in one shot, without retraining, with :func:`sparsejax.prune_model`:

@@ -53,7 +53,8 @@ def _global_keep(scores: Any, sparsity: Any) -> Any:
 
 
 def _check(sparsity: Any, params: Any) -> Any:
-  _masks._check_sparsity(sparsity, "sparsity")  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  _masks._check_sparsity(sparsity, "sparsity")
   if params is None:
     raise ValueError("`params` is required.")
   return _tree.unwrap_variables(params)
@@ -271,7 +272,7 @@ def synflow(
     return _masks.topk(scores, k, scope="global")
 
   masks = jax.tree.map(
-      lambda l: None if l is None else jnp.ones(jnp.shape(l), jnp.bool_),
+      lambda l: None if l is None else jnp.ones_like(l, dtype=jnp.bool_),
       live, is_leaf=_tree.is_none)
   for k in range(1, iterations + 1):
     keep = _masks.budget(size, 1.0 - density ** (k / iterations))

@@ -115,7 +115,7 @@ def imp_prune(
   if masks is None:
     rule = _tree.compile_where(where)
     masks = _tree.map_with_path(
-        lambda path, p: jnp.ones(jnp.shape(p), jnp.bool_)
+        lambda path, p: jnp.ones_like(p, dtype=jnp.bool_)
         if p is not None and rule(path, p) else None, params)
   masks = _tree.unwrap_variables(masks)
   _tree.check_same_structure(masks, params, name="masks")

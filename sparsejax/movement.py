@@ -27,7 +27,7 @@ def _zeros_scores(params: Any, where: Any) -> Any:
   rule = _tree.compile_where(where)
   params = _tree.unwrap_variables(params)
   return _tree.map_with_path(
-      lambda path, p: jnp.zeros(jnp.shape(p), jnp.float32)
+      lambda path, p: jnp.zeros_like(p, dtype=jnp.float32)
       if p is not None and rule(path, p) else None, params)
 
 
@@ -112,11 +112,13 @@ def movement_pruning(
       raise ValueError(
           "`sparsity` must be None with variant='soft': the penalty decides "
           "the sparsity.")
-    if not 0.0 < threshold < 1.0:
+    # Traced values (optax.inject_hyperparams) are not checked.
+    concrete = _tree.is_concrete
+    if concrete(threshold) and not 0.0 < threshold < 1.0:
       raise ValueError(f"`threshold` must be in (0, 1), got {threshold!r}.")
-    if not penalty >= 0:
+    if concrete(penalty) and not penalty >= 0:
       raise ValueError(f"`penalty` must be >= 0, got {penalty!r}.")
-    if not score_lr > 0:
+    if concrete(score_lr) and not score_lr > 0:
       raise ValueError(f"`score_lr` must be > 0, got {score_lr!r}.")
     if distribution != "uniform":
       raise ValueError("`distribution` is for the hard variant only.")
@@ -126,7 +128,7 @@ def movement_pruning(
   def init_masks(key, params, budgets, block_shape):
     del key, block_shape
     return jax.tree.map(
-        lambda p, b: None if b is None else jnp.ones(jnp.shape(p), jnp.bool_),
+        lambda p, b: None if b is None else jnp.ones_like(p, dtype=jnp.bool_),
         params, budgets, is_leaf=_tree.is_none)
 
   def accumulate(scores, grads, params, masks):
@@ -156,12 +158,12 @@ def movement_pruning(
         u.masks, u.method_state, is_leaf=_tree.is_none)
     return _masks.topk(live, u.budgets), u.method_state
 
-  if variant == "soft":
-    end = end_step
-  elif end_step is not None:
-    end = end_step
-  else:
-    end = None if callable(sparsity) else begin_step
+  # A float sparsity prunes once; a schedule (or a value traced by
+  # optax.inject_hyperparams, which evaluates schedules itself) keeps on.
+  end = end_step
+  if variant == "hard" and end is None and not callable(sparsity) and (
+      _tree.is_concrete(sparsity)):
+    end = begin_step
   return _engine.sparse_wrapper(
       inner, sparsity=0.0 if variant == "soft" else sparsity,
       distribution=distribution, where=where, seed=seed,

@@ -194,8 +194,10 @@ def top_kast(
                       ("backward_sparsity", backward_sparsity)):
     if callable(value):
       raise ValueError(f"`{name}` must be a float, got a callable.")
-    _masks._check_sparsity(value, name)  # pylint: disable=protected-access
-  if backward_sparsity > forward_sparsity:
+    if _tree.is_concrete(value):  # else traced by optax.inject_hyperparams
+      _masks._check_sparsity(value, name)  # pylint: disable=protected-access
+  if _tree.is_concrete(forward_sparsity) and _tree.is_concrete(
+      backward_sparsity) and backward_sparsity > forward_sparsity:
     raise ValueError(
         f"`backward_sparsity` ({backward_sparsity}) must not exceed "
         f"`forward_sparsity` ({forward_sparsity}): the backward set contains "
@@ -203,7 +205,7 @@ def top_kast(
   if callable(distribution):
     raise ValueError(
         "`distribution` of top_kast must be 'uniform', 'er' or 'erk'.")
-  if not penalty >= 0:
+  if _tree.is_concrete(penalty) and not penalty >= 0:
     raise ValueError(f"`penalty` must be >= 0, got {penalty!r}.")
 
   def backward_set(params):
@@ -317,9 +319,10 @@ def nm_sparse(
           and 1 <= n <= m):
     raise ValueError(
         f"`n` and `m` must be ints with 1 <= n <= m, got n={n!r}, m={m!r}.")
-  if not sr_ste >= 0:
+  if _tree.is_concrete(sr_ste) and not sr_ste >= 0:
     raise ValueError(f"`sr_ste` must be >= 0, got {sr_ste!r}.")
-  if decay is not None and not callable(decay) and not 0 <= decay <= 1:
+  if (decay is not None and not callable(decay) and _tree.is_concrete(decay)
+      and not 0 <= decay <= 1):
     raise ValueError(f"`decay` must be in [0, 1] or a schedule, got "
                      f"{decay!r}.")
 

@@ -154,7 +154,7 @@ def test_synflow_avoids_layer_collapse():
       p["w3"])
   magnitude = sj.masks.magnitude(params, 0.99, scope="global")
   assert int(magnitude["w2"].sum()) == 0  # collapsed
-  masks = sj.synflow(apply_fn, params, (1, 64), 0.99, iterations=20)
+  masks = sj.synflow(apply_fn, params, (1, 64), 0.99, iterations=10)
   for n in ("w1", "w2", "w3"):
     assert int(masks[n].sum()) > 0
   assert sum(int(m.sum()) for m in masks.values()) == 46

@@ -40,6 +40,28 @@ CASES: dict[str, Case] = {
     "random_pruning": Case(
         sj.random_pruning,
         dict(sparsity=optax.linear_schedule(0.0, 0.5, 4), update_every=2)),
+    "movement_hard": Case(
+        sj.movement_pruning,
+        dict(sparsity=optax.polynomial_schedule(
+            init_value=0.0, end_value=0.8, power=3, transition_steps=4),
+             update_every=2)),
+    "movement_soft": Case(
+        sj.movement_pruning,
+        dict(variant="soft", update_every=1, threshold=0.45, score_lr=0.5)),
+    "ste": Case(sj.ste, dict(sparsity=0.7), exact_zero=False),
+    "ste_schedule": Case(
+        sj.ste, dict(sparsity=optax.linear_schedule(0.0, 0.6, 4),
+                     update_every=2, scope="global"), exact_zero=False),
+    "top_kast": Case(sj.top_kast,
+                     dict(forward_sparsity=0.8, backward_sparsity=0.5),
+                     exact_zero=False),
+    "nm_sparse": Case(sj.nm_sparse, dict(n=1, m=2),
+                      static_args=("n", "m", "axis", "update_every"),
+                      exact_zero=False),
+    "nm_mdgf": Case(sj.nm_sparse,
+                    dict(n=1, m=2, decay=optax.linear_schedule(1.0, 0.0, 4)),
+                    static_args=("n", "m", "axis", "update_every"),
+                    exact_zero=False),
 }
 
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from sparsejax import masks as _masks
 
 
-def parse_sparsity(sparsity: Any) -> tuple[float | None, tuple[int, int] | None]:
+def parse_sparsity(
+    sparsity: Any) -> tuple[float | None, tuple[int, int] | None]:
   """``(fraction, None)`` for a float, ``(None, (n, m))`` for an N:M pair."""
   if isinstance(sparsity, (tuple, list)):
     if len(sparsity) != 2 or not all(
@@ -22,7 +23,8 @@ def parse_sparsity(sparsity: Any) -> tuple[float | None, tuple[int, int] | None]
       raise ValueError(
           f"`sparsity` (n, m) needs 0 <= n <= m and m >= 1, got {sparsity!r}.")
     return None, (n, m)
-  _masks._check_sparsity(sparsity, "sparsity")  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  _masks._check_sparsity(sparsity, "sparsity")
   return float(sparsity), None
 
 
