@@ -24,8 +24,8 @@ block addressing, and in 0.10.2:
   against its array.
 
 ``jax.export`` refuses the Triton custom call by default because it carries no
-compatibility guarantee: export with
-``disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(TRITON_CALL_TARGET)]``.
+compatibility guarantee: pass ``disabled_checks=[
+jax.export.DisabledSafetyCheck.custom_call(TRITON_CALL_TARGET)]``.
 JAX main deprecates the Triton backend (0.11.0 notes); a Mosaic GPU port
 following ``ragged_dot_mgpu.py`` is the way forward once it is removed.
 

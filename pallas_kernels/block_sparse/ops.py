@@ -137,11 +137,11 @@ def block_sparse_matmul(x, w: BlockSparseMatrix, *, implementation=None,
   Differentiable in ``x`` and in ``w.data`` (a ``jax.custom_vjp``): ``dx`` runs
   through the transposed topology and the gradient of ``w`` is computed only at
   its stored blocks (zero in the padding slots). The backward products are
-  custom VJPs too, so higher-order derivatives (Hessian-vector products) run
-  on the same kernels; forward-mode (``jax.jvp``) is not supported. ``w``'s integer leaves get
-  ``float0`` cotangents, so ``jax.grad`` with respect to the whole matrix needs
-  ``allow_int=True``; to differentiate only the blocks, close over the topology
-  and differentiate ``lambda d: f(w.with_data(d))`` at ``w.data``.
+  custom VJPs too, so higher-order derivatives (Hessian-vector products) run on
+  the same kernels; forward-mode (``jax.jvp``) is not supported. ``w``'s integer
+  leaves get ``float0`` cotangents, so ``jax.grad`` with respect to the whole
+  matrix needs ``allow_int=True``; to differentiate only the blocks, close over
+  the topology and differentiate ``lambda d: f(w.with_data(d))`` at ``w.data``.
 
   Args:
     x: dense ``[..., K]``; leading dimensions are flattened into rows.
@@ -173,6 +173,11 @@ def block_sparse_matmul(x, w: BlockSparseMatrix, *, implementation=None,
     >>> g = jax.grad(lambda d: block_sparse_matmul(x, m.with_data(d)).sum())
     >>> g(m.data)[0].tolist()
     [[1.0, 1.0], [1.0, 1.0]]
+
+  References:
+    Gale et al, `MegaBlocks: Efficient Sparse Training with Mixture-of-Experts
+    <https://arxiv.org/abs/2211.15841>`_, 2022 (the DDS / DSD / SDD
+    decomposition of the backward pass).
   """
   if not isinstance(w, BlockSparseMatrix):
     raise ValueError(

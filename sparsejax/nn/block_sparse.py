@@ -25,7 +25,7 @@ class BlockTopology(nnx.Variable):
 
 
 def _block_grid_mask(mask, kernel_shape, block_shape):
-  """Accepts a block mask ``[K // bk, N // bn]`` or an element mask ``[K, N]``."""
+  """A ``[K // bk, N // bn]`` block mask from a block or element mask."""
   kb, nb = kernel_shape[0] // block_shape[0], kernel_shape[1] // block_shape[1]
   mask = jnp.asarray(mask)
   if mask.dtype != jnp.bool_:
