@@ -209,6 +209,17 @@ def _where_tree(cond_tree: Any, true_tree: Any, false_tree: Any) -> Any:
       cond_tree, true_tree, false_tree, is_leaf=_tree.is_none)
 
 
+def _select_tree(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+  """Per-leaf ``where(pred, a, b)`` with a scalar ``pred``; keys included."""
+  def select(a, b):
+    if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(
+          jnp.where(pred, jax.random.key_data(a), jax.random.key_data(b)),
+          impl=jax.random.key_impl(a))
+    return jnp.where(pred, a, b)
+  return jax.tree.map(select, on_true, on_false)
+
+
 def grown_positions(new_masks: Any, old_masks: Any) -> Any:
   """Positions that became active: ``new & ~old`` (``None`` for dense)."""
   return jax.tree.map(
@@ -375,61 +386,45 @@ def sparse_wrapper(
                if mask_gradients else grads)
       return inner.update(grads, inner_state, params, **extra_args)
 
+    # Only the (small) masks and method state go through lax.cond: a large
+    # buffer returned unchanged by a branch would be copied on every step.
+    # The inner step is taken outside the cond and selected where needed.
+    def keep():
+      return state.masks, method_state
+
     if update_masks is None:
       masks = state.masks
       inner_updates, inner_state = inner_step(masks, state.inner_state)
     elif update_after_inner:
-      stepped_updates, stepped_state = inner_step(state.masks,
-                                                  state.inner_state)
+      inner_updates, inner_state = inner_step(state.masks, state.inner_state)
       if exact_zero:
         # Zero at pruned positions, so that grown weights stay exactly 0
         # (straight-through transforms keep updating their dense weights).
-        stepped_updates = _where_tree(
-            state.masks, stepped_updates,
-            jax.tree.map(jnp.zeros_like, stepped_updates))
+        inner_updates = _where_tree(
+            state.masks, inner_updates,
+            jax.tree.map(jnp.zeros_like, inner_updates))
       stepped = jax.tree.map(lambda p, u: p + u.astype(p.dtype), params,
-                             stepped_updates)
-
-      def on_update():
-        masks, mstate = new_masks(stepped, stepped_state)
-        inner_state = stepped_state
-        if reset_grown_slots:
-          inner_state = reset_slots(
-              inner, inner_state, grown_positions(masks, state.masks))
-        return masks, mstate, inner_state
-
-      masks, method_state, inner_state = lax.cond(
-          update_now, on_update,
-          lambda: (state.masks, method_state, stepped_state))
-      inner_updates = stepped_updates
+                             inner_updates)
+      masks, method_state = lax.cond(
+          update_now, lambda: new_masks(stepped, inner_state), keep)
     elif skip_inner_on_update:
-      def on_update():
-        masks, mstate = new_masks()
-        inner_state = state.inner_state
-        if reset_grown_slots:
-          inner_state = reset_slots(
-              inner, inner_state, grown_positions(masks, state.masks))
-        return (masks, mstate, jax.tree.map(jnp.zeros_like, updates),
-                inner_state)
-
-      def otherwise():
-        u, s = inner_step(state.masks, state.inner_state)
-        return state.masks, method_state, u, s
-
-      masks, method_state, inner_updates, inner_state = lax.cond(
-          update_now, on_update, otherwise)
+      masks, new_method_state = lax.cond(update_now, new_masks, keep)
+      stepped_updates, stepped_state = inner_step(state.masks,
+                                                  state.inner_state)
+      method_state = new_method_state
+      inner_updates = jax.tree.map(
+          lambda u: jnp.where(update_now, jnp.zeros_like(u), u),
+          stepped_updates)
+      inner_state = _select_tree(update_now, state.inner_state, stepped_state)
     else:
-      def on_update():
-        masks, mstate = new_masks()
-        inner_state = state.inner_state
-        if reset_grown_slots:
-          inner_state = reset_slots(
-              inner, inner_state, grown_positions(masks, state.masks))
-        return masks, mstate, inner_state
-
-      masks, method_state, inner_state = lax.cond(
-          update_now, on_update,
-          lambda: (state.masks, method_state, state.inner_state))
+      masks, method_state = lax.cond(update_now, new_masks, keep)
+      inner_state = state.inner_state
+    if update_masks is not None and reset_grown_slots:
+      # All False on steps without a mask update.
+      inner_state = reset_slots(inner, inner_state,
+                                grown_positions(masks, state.masks))
+    if update_masks is not None and not (update_after_inner
+                                         or skip_inner_on_update):
       inner_updates, inner_state = inner_step(masks, inner_state,
                                               method_state)
 
