@@ -368,7 +368,7 @@ def _identity_round_trips(x, logits, k):
 
 
 @hypothesis.settings(**_SETTINGS)
-@hypothesis.given(tek=st.sampled_from([(1, 1, 1), (12, 4, 2), (9, 6, 3)]),
+@hypothesis.given(tek=st.sampled_from([(1, 1, 1), (12, 4, 3)]),
                   seed=st.integers(0, 2**16))
 def test_dispatch_identity_combine_scales_by_weight_sum(tek, seed):
   t, e, k = tek
@@ -456,10 +456,10 @@ def _dense(routing):
                     routing.combine_weights)
 
 
-@pytest.mark.parametrize("router", [
-    "top_k",
-    pytest.param("remoe", marks=pytest.mark.slow),
-    pytest.param("expert_choice", marks=pytest.mark.slow)])
+# tests/test_moe_layer.py checks the dropless layer against the naive MoE in
+# the default run; these add the padded path and the other routers.
+@pytest.mark.slow
+@pytest.mark.parametrize("router", ["top_k", "remoe", "expert_choice"])
 def test_dropless_mlp_equals_naive_with_gradients(router):
   t, d, h, n, e, k = 16, 5, 7, 3, 4, 2
   keys = jax.random.split(jax.random.key(11), 7)

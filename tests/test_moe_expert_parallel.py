@@ -51,7 +51,9 @@ _ROUTERS = {
 }
 
 
-@pytest.mark.parametrize("router", sorted(_ROUTERS))
+@pytest.mark.parametrize("router", [
+    "top_2", "switch_capacity",
+    pytest.param("expert_choice", marks=pytest.mark.slow)])
 def test_expert_parallel_equals_single_device(router):
   mesh = _mesh()
   x, params, w_r = _setup()

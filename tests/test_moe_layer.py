@@ -61,8 +61,8 @@ def test_dropless_layer_equals_naive_with_gradients():
   x = _x()
   cot = jax.random.normal(jax.random.key(5), (T, D))
   naive = lambda p, x: _naive(p, x, _top_k_weights(2))
-  np.testing.assert_allclose(layer(x), naive(_params(layer), x), rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(layer(x), naive(_params(layer), x),
+                             rtol=1e-5, atol=1e-5)
 
   def loss(layer, x):
     return jnp.sum(layer(x) * cot)
@@ -223,3 +223,19 @@ def test_bad_arguments_raise():
     MoE(D, H, 0, rngs=rngs)
   with pytest.raises(ValueError, match="x must"):
     MoE(D, H, E, rngs=rngs)(jnp.ones((2, D + 1)))
+
+
+@pytest.mark.slow  # the Pallas interpreter: about 20 s of CPU
+def test_dropless_layer_on_the_pallas_kernel_in_interpret_mode():
+  layer = _randomize(MoE(D, H, E, k=2, gmm_implementation="pallas_tpu",
+                         gmm_interpret=True, rngs=nnx.Rngs(0)))
+  x = _x(9)
+  cot = jax.random.normal(jax.random.key(10), (T, D))
+  naive = lambda p, x: _naive(p, x, _top_k_weights(2))
+  np.testing.assert_allclose(layer(x), naive(_params(layer), x), rtol=1e-5,
+                             atol=1e-5)
+  grads = nnx.grad(lambda m: jnp.sum(m(x) * cot))(layer)
+  want = jax.grad(lambda p: jnp.sum(naive(p, x) * cot))(_params(layer))
+  for name, value in want.items():
+    np.testing.assert_allclose(getattr(grads, name)[...], value, rtol=1e-5,
+                               atol=1e-5, err_msg=name)

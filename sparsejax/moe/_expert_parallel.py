@@ -25,8 +25,11 @@ def expert_parallel(expert_fn, expert_params, x, routing, *, mesh,
   The result equals the single-device
   ``capacity_combine(expert_fn(expert_params, buffer), ...)`` on the same
   routing: with ``capacity=None`` every kept slot of the routing reaches its
-  expert (each device's buffer has ``T / D * k`` rows per expert, the worst
-  case), so the output is exactly that of dropless dispatch. A smaller
+  expert, so the output is exactly that of dropless dispatch. Each device's
+  buffer then has ``T / D`` rows per expert, the worst case, because every
+  router of this module sends a token's slots to distinct experts (pass a
+  ``capacity`` of ``T / D * k`` for a hand-made routing that repeats an
+  expert within a token). A smaller
   ``capacity`` bounds the all-to-all traffic and drops, per device, the
   slots that arrive after a buffer is full, as :func:`capacity_dispatch`
   does.
@@ -56,9 +59,11 @@ def expert_parallel(expert_fn, expert_params, x, routing, *, mesh,
     >>> w = jnp.arange(1., 9.)[:, None, None] * jnp.ones((8, 1, 1))
     >>> logits = jnp.log(jax.nn.one_hot(jnp.arange(16) % 8, 8) + 1e-9)
     >>> r = moe.top_k_router(logits, 1)
-    >>> out = moe.expert_parallel(lambda p, rows: rows @ p, w,
-    ...                           jnp.ones((16, 1)), r, mesh=mesh,
-    ...                           axis_name="expert")
+    >>> @jax.jit
+    ... def apply(w, x, r):
+    ...   return moe.expert_parallel(lambda p, rows: rows @ p, w, x, r,
+    ...                              mesh=mesh, axis_name="expert")
+    >>> out = apply(w, jnp.ones((16, 1)), r)
     >>> print(jax.device_get(out)[:8, 0])
     [1. 2. 3. 4. 5. 6. 7. 8.]
 
@@ -73,7 +78,7 @@ def expert_parallel(expert_fn, expert_params, x, routing, *, mesh,
     raise ValueError(f"axis_name {axis_name!r} is not an axis of the mesh "
                      f"{mesh.axis_names}")
   devices = mesh.shape[axis_name]
-  num_tokens, k = routing.expert_ids.shape
+  num_tokens = routing.expert_ids.shape[0]
   num_experts = routing.router_probs.shape[-1]
   x = jnp.asarray(x)
   if x.ndim != 2 or x.shape[0] != num_tokens:
@@ -89,7 +94,7 @@ def expert_parallel(expert_fn, expert_params, x, routing, *, mesh,
           f"{num_experts} experts as its first axis, got {jnp.shape(leaf)}")
   local_experts = num_experts // devices
   if capacity is None:
-    capacity = num_tokens // devices * k
+    capacity = num_tokens // devices
 
   def local(params, x, routing):
     buffer, dispatch = _dispatch.capacity_dispatch(x, routing, capacity)

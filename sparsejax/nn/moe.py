@@ -100,6 +100,8 @@ class MoE(nnx.Module):
       the axis by token when ``x`` is ``[T, d]``, else replicated.
     expert_axis: the mesh axis name.
     gmm_implementation: ``implementation`` of :func:`pallas_kernels.gmm`.
+    gmm_interpret: ``interpret`` of :func:`pallas_kernels.gmm` (Pallas
+      interpret mode, to run the TPU kernel on CPU).
     deterministic: default of the call's ``deterministic``.
     sow_aux: sow the :class:`MoEAux` of every call.
     dtype: computation dtype of the experts (default: that of ``x``).
@@ -128,7 +130,7 @@ class MoE(nnx.Module):
                renormalize=True, activation=jax.nn.gelu, use_bias=True,
                router_init_std=0.02, remoe_l1_coef=1e-8, noise_std=None,
                mesh=None, expert_axis=None, gmm_implementation=None,
-               deterministic=False, sow_aux=False, dtype=None,
+               gmm_interpret=None, deterministic=False, sow_aux=False, dtype=None,
                param_dtype=jnp.float32, rngs):
     _positive_int("in_features", in_features)
     _positive_int("hidden_features", hidden_features)
@@ -167,6 +169,7 @@ class MoE(nnx.Module):
     self.mesh = mesh
     self.expert_axis = expert_axis
     self.gmm_implementation = gmm_implementation
+    self.gmm_interpret = gmm_interpret
     self.deterministic = deterministic
     self.sow_aux = sow_aux
     self.dtype = dtype
@@ -284,7 +287,8 @@ class MoE(nnx.Module):
       rows = moe.expert_mlp(
           rows, w_in, w_out, group_sizes=dispatch.group_sizes, b_in=b_in,
           b_out=b_out, activation=self.activation,
-          implementation=self.gmm_implementation)
+          implementation=self.gmm_implementation,
+          interpret=self.gmm_interpret)
       y = moe.sort_combine(rows, routing, dispatch)
     else:
       buffer, dispatch = moe.capacity_dispatch(tokens, routing, capacity)
