@@ -201,7 +201,8 @@ def test_batch_prioritized_top2_second_choices_after_all_first():
 
 
 @hypothesis.settings(**_SETTINGS)
-@hypothesis.given(tec=st.sampled_from([(8, 2, 0.5), (16, 4, 2.0), (24, 8, 1.0)]),
+@hypothesis.given(tec=st.sampled_from([(8, 2, 0.5), (16, 4, 2.0),
+                                       (24, 8, 1.0)]),
                   seed=st.integers(0, 2**16))
 def test_expert_choice_gives_every_expert_exactly_tc_over_e(tec, seed):
   t, e, c = tec

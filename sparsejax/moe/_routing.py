@@ -477,8 +477,10 @@ def remoe_router(logits):
     >>> import jax.numpy as jnp
     >>> from sparsejax import moe
     >>> r = moe.remoe_router(jnp.array([[-1., 0.5, 2.]]))
-    >>> r.kept, r.combine_weights
-    (Array([[False,  True,  True]], dtype=bool), Array([[0. , 0.5, 2. ]], dtype=float32))
+    >>> r.kept
+    Array([[False,  True,  True]], dtype=bool)
+    >>> r.combine_weights
+    Array([[0. , 0.5, 2. ]], dtype=float32)
 
   References:
     Wang et al, `ReMoE: Fully Differentiable Mixture-of-Experts with ReLU
@@ -630,8 +632,10 @@ def soft_moe_weights(logits):
     >>> import jax, jax.numpy as jnp
     >>> from sparsejax import moe
     >>> w = moe.soft_moe_weights(jax.random.normal(jax.random.key(0), (5, 6)))
-    >>> w.dispatch_weights.sum(axis=0).round(5), w.combine_weights.sum(axis=1).round(5)
-    (Array([1., 1., 1., 1., 1., 1.], dtype=float32), Array([1., 1., 1., 1., 1.], dtype=float32))
+    >>> w.dispatch_weights.sum(axis=0).round(5)  # over tokens
+    Array([1., 1., 1., 1., 1., 1.], dtype=float32)
+    >>> w.combine_weights.sum(axis=1).round(5)  # over slots
+    Array([1., 1., 1., 1., 1.], dtype=float32)
 
   References:
     Puigcerver et al, `From Sparse to Soft Mixtures of Experts

@@ -130,8 +130,8 @@ class MoE(nnx.Module):
                renormalize=True, activation=jax.nn.gelu, use_bias=True,
                router_init_std=0.02, remoe_l1_coef=1e-8, noise_std=None,
                mesh=None, expert_axis=None, gmm_implementation=None,
-               gmm_interpret=None, deterministic=False, sow_aux=False, dtype=None,
-               param_dtype=jnp.float32, rngs):
+               gmm_interpret=None, deterministic=False, sow_aux=False,
+               dtype=None, param_dtype=jnp.float32, rngs):
     _positive_int("in_features", in_features)
     _positive_int("hidden_features", hidden_features)
     _positive_int("num_experts", num_experts)
