@@ -148,3 +148,30 @@ def test_dispatch():
     block_sparse_matmul(case["x"][:, :3], case["wm"])
   with pytest.raises(ValueError, match="BlockSparseMatrix"):
     block_sparse_matmul(case["x"], case["wm"].to_dense())
+
+
+@pytest.mark.parametrize("axis_type", ["explicit", "auto"])
+def test_xla_path_with_row_sharded_inputs(axis_type):
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+  at = AxisType.Explicit if axis_type == "explicit" else AxisType.Auto
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(at,))
+  case = make_case(9, 32, 4, 3, 16, 32, 0.5, extra_capacity=2)
+  wm = case["wm"]
+  x = jax.device_put(case["x"], NamedSharding(mesh, P("data", None)))
+  dy = jax.device_put(case["dy"], NamedSharding(mesh, P("data", None)))
+
+  @jax.jit
+  def run(x, d, dy):
+    y, vjp = jax.vjp(lambda x, d: block_sparse_matmul(x, wm.with_data(d)),
+                     x, d)
+    return (y, *vjp(dy))
+
+  y, dx, dd = run(x, wm.data, dy)
+  assert dx.sharding.spec == P("data", None)
+  x64, w64, dy64 = case["x64"], case["w64"], case["dy64"]
+  np.testing.assert_allclose(y, x64 @ w64, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(dx, dy64 @ w64.T, rtol=1e-5, atol=1e-4)
+  want = BlockSparseMatrix.from_dense(
+      jnp.asarray(x64.T @ dy64, jnp.float32), wm.block_shape, case["mask"],
+      capacity=wm.capacity).data
+  np.testing.assert_allclose(dd, want, rtol=1e-5, atol=1e-4)

@@ -20,14 +20,35 @@ density measured (``benchmarks/block_sparse.py --variants``), most of all at
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
 __all__ = ("matmul", "matmul_t", "sdd")
 
 
 def _acc_type(dtype):
   return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
+
+
+def _zeros_rows_like(a, cols, dtype):
+  """Zeros ``[rows of a, cols]`` that keep ``a``'s row sharding (if any)."""
+  return jnp.broadcast_to(jnp.zeros_like(a[:, :1], dtype=dtype),
+                          (a.shape[0], cols))
+
+
+def _replicated_out(a):
+  """``out_sharding`` for a product contracting ``a``'s rows.
+
+  Under explicit sharding (sharding in types) a contraction over a sharded
+  dimension must name its output sharding; the block gradient is replicated.
+  """
+  mesh = getattr(getattr(jax.typeof(a), "sharding", None), "mesh", None)
+  if mesh is None or mesh.empty or not mesh.explicit_axes:
+    return None
+  return NamedSharding(mesh, PartitionSpec())
 
 
 def _trip_count(w):
@@ -49,7 +70,7 @@ def _accumulate(a, w, *, out_cols, in_ids, out_ids, in_block, out_block,
     return lax.dynamic_update_slice_in_dim(out, ob + prod, col, axis=1)
 
   out = lax.fori_loop(0, _trip_count(w), body,
-                      jnp.zeros((a.shape[0], out_cols), acc))
+                      _zeros_rows_like(a, out_cols, acc))
   return out.astype(out_dtype)
 
 
@@ -105,13 +126,16 @@ def sdd(x, dy, w, *, out_dtype=None):
   out_dtype = jnp.dtype(out_dtype or w.dtype)
   bk, bn = w.block_shape
   acc = _acc_type(out_dtype)
+  out_sharding = _replicated_out(x)
 
   def body(z, out):
     xb = lax.dynamic_slice_in_dim(x, w.row_ids[z] * bk, bk, axis=1)
     db = lax.dynamic_slice_in_dim(dy, w.col_ids[z] * bn, bn, axis=1)
     blk = lax.dot_general(xb, db, (((0,), (0,)), ((), ())),
-                          preferred_element_type=acc)
+                          preferred_element_type=acc,
+                          out_sharding=out_sharding)
     return lax.dynamic_update_index_in_dim(out, blk.astype(out_dtype), z, 0)
 
-  return lax.fori_loop(0, _trip_count(w), body,
-                       jnp.zeros((w.capacity, bk, bn), out_dtype))
+  return lax.fori_loop(
+      0, _trip_count(w), body,
+      jnp.zeros((w.capacity, bk, bn), out_dtype, out_sharding=out_sharding))
