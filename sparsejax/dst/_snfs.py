@@ -69,7 +69,7 @@ def redistribute(shares: jax.Array, removed: jax.Array,
   ``share * total_removed``; a layer above ``cap * capacity`` is capped and
   the excess is spread evenly over all layers, until nothing is left over.
   The real-valued result is then made integer by largest remainders, among
-  layers still below capacity, so that exactly ``total_removed`` weights
+  layers that stay within the cap, so that exactly ``total_removed`` weights
   regrow (the reference floors each layer and corrects the total over later
   updates with a smoothed residual).
 
@@ -102,7 +102,7 @@ def redistribute(shares: jax.Array, removed: jax.Array,
   frac = regrowth - base
   base = base.astype(jnp.int32)
   deficit = jnp.sum(removed) - jnp.sum(base)
-  room = base < capacity
+  room = (base + 1).astype(jnp.float32) <= limit
   # Rank layers with room by fractional part (ties: lower index first).
   score = jnp.where(room, frac, -1.0)
   order = jnp.argsort(-score, stable=True)
