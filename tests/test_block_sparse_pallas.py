@@ -201,3 +201,17 @@ def test_second_order_runs_on_the_kernels():
   vd = wm.with_data(v).to_dense()
   hx = jax.grad(lambda xx: jnp.vdot(gd(xx, wm.to_dense()), vd))(x)
   np.testing.assert_allclose(want[0], hx, rtol=1e-4, atol=1e-5)
+
+
+def test_strict_simulator_catches_out_of_bounds_block_ids():
+  # The numerics tests above are meaningful because the simulator rejects a
+  # bad block table (plain interpret=True would clamp it silently).
+  c = make_case(1, 8, 2, 2, 8, 16, 1.0)
+  wm = c["wm"]
+  leaves, aux = wm.tree_flatten()
+  bad_rows = leaves[1].at[0].set(wm.block_grid[0] + 3)
+  bad = BlockSparseMatrix.tree_unflatten(aux, (leaves[0], bad_rows,
+                                               *leaves[2:]))
+  with pytest.raises(Exception, match="(?i)out[- ]of[- ]bounds"):
+    jax.block_until_ready(block_sparse_matmul(
+        c["x"], bad, implementation="pallas_tpu", interpret=STRICT))
