@@ -18,6 +18,12 @@ Methods (``--method``):
 * ``magnitude``: :func:`sparsejax.magnitude_pruning` with Zhu & Gupta's
   gradual cubic schedule, from dense to ``--sparsity`` over the first half of
   training, layer by layer.
+* ``rigl``, ``set``, ``snfs``, ``srigl``, ``mest``, ``granet``: the dynamic
+  sparse training methods of :mod:`sparsejax.dst` (ERK budgets; RigL, SRigL
+  and GraNet update the mask every 100 steps, SET, SNFS and MEST ten times
+  over training, once an epoch at the default 10 epochs). The figure then
+  gains a panel with, per layer, the fraction of its connections that changed
+  at each mask update.
 
 Data: see ``examples/datasets.py`` (``--data-dir``, ``$SPARSEJAX_DATA_DIR``,
 Debian's ``dataset-fashion-mnist``, a download, else scikit-learn's digits).
@@ -97,12 +103,54 @@ def _magnitude(inner, *, sparsity, total_steps, seed):
       distribution="uniform")
 
 
+def _rigl(inner, *, sparsity, total_steps, seed):
+  return sj.rigl(inner, sparsity=sparsity, end_step=max(1, total_steps * 3 // 4),
+                 update_every=magnitude_update_every(total_steps), seed=seed)
+
+
+def _set(inner, *, sparsity, total_steps, seed):
+  return sj.set_(inner, sparsity=sparsity, distribution="erk", seed=seed,
+                 update_every=max(1, total_steps // 10))
+
+
+def _snfs(inner, *, sparsity, total_steps, seed):
+  return sj.snfs(inner, sparsity=sparsity, distribution="erk", seed=seed,
+                 update_every=max(1, total_steps // 10),
+                 total_steps=total_steps)
+
+
+def _srigl(inner, *, sparsity, total_steps, seed):
+  return sj.srigl(inner, sparsity=sparsity,
+                  end_step=max(1, total_steps * 3 // 4),
+                  update_every=magnitude_update_every(total_steps), seed=seed)
+
+
+def _mest(inner, *, sparsity, total_steps, seed):
+  return sj.mest(inner, sparsity=sparsity, distribution="erk", seed=seed,
+                 update_every=max(1, total_steps // 10),
+                 total_steps=total_steps)
+
+
+def _granet(inner, *, sparsity, total_steps, seed):
+  return sj.granet(inner, sparsity=sparsity, total_steps=total_steps,
+                   update_every=magnitude_update_every(total_steps),
+                   seed=seed)
+
+
 MethodFn = Callable[..., optax.GradientTransformation]
 METHODS: dict[str, MethodFn] = {
     "dense": _dense,
     "static": _static,
     "magnitude": _magnitude,
+    "rigl": _rigl,
+    "set": _set,
+    "snfs": _snfs,
+    "srigl": _srigl,
+    "mest": _mest,
+    "granet": _granet,
 }
+# Methods whose masks change at a fixed budget: the figure shows how much.
+DST_METHODS = ("rigl", "set", "snfs", "srigl", "mest", "granet")
 
 
 def make_optimizer(method: str, *, lr: float, sparsity: float,
@@ -166,6 +214,22 @@ def _masks(optimizer):
   return nnx.to_pure_dict(masks) if isinstance(masks, nnx.State) else masks
 
 
+@jax.jit
+def _changed_fractions(new, old):
+  """Per layer: connections active now that were not, over those before."""
+  def one(n, o):
+    if n is None:
+      return None
+    return jnp.sum(n & ~o) / jnp.maximum(jnp.sum(o), 1)
+  return jax.tree.map(one, new, old, is_leaf=lambda x: x is None)
+
+
+def _layer_values(tree) -> dict[str, float]:
+  """A per-layer value tree as ``{"fc1/kernel": value, ...}``."""
+  return {"/".join(str(getattr(k, "key", k)) for k in path): float(v)
+          for path, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 def train(data: datasets.Dataset, *, method: str = "dense",
           sparsity: float = 0.9, epochs: int = 10, batch_size: int = 128,
           lr: float = 1e-3, seed: int = 0, progress: bool = True) -> dict:
@@ -213,7 +277,14 @@ def train(data: datasets.Dataset, *, method: str = "dense",
       # `density_epoch` holds when (in fractional epochs).
       "density_epoch": [0.0],
       "densities": [_layer_densities(_params(model))],
+      # Drop-and-grow methods: at each mask update, its step and per layer
+      # the fraction of the active connections that were replaced.
+      "steps_per_epoch": steps_per_epoch,
+      "mask_update_step": [],
+      "changed": [],
   }
+  track_masks = method in DST_METHODS
+  masks = _masks(optimizer) if track_masks else None
   density_every = max(1, steps_per_epoch // 10)
   for epoch in range(1, epochs + 1):
     order = rng.permutation(n_train)
@@ -226,6 +297,14 @@ def train(data: datasets.Dataset, *, method: str = "dense",
       idx = order[step * batch_size:(step + 1) * batch_size]
       losses.append(_train_step(model, optimizer, data.x_train[idx],
                                 data.y_train[idx]))
+      if track_masks:
+        new_masks = _masks(optimizer)
+        changed = _layer_values(_changed_fractions(new_masks, masks))
+        if any(v > 0 for v in changed.values()):
+          history["mask_update_step"].append(
+              (epoch - 1) * steps_per_epoch + step)
+          history["changed"].append(changed)
+        masks = new_masks
       if step % 50 == 0:
         bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
       if (step + 1) % density_every == 0 or step + 1 == steps_per_epoch:
@@ -252,7 +331,10 @@ def plot(history: dict, path: pathlib.Path, *, title: str) -> None:
 
   from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
 
-  fig, (ax_acc, ax_den) = plt.subplots(1, 2, figsize=(10, 4))
+  changes = history.get("changed") or []
+  fig, axes = plt.subplots(1, 3 if changes else 2,
+                           figsize=(15 if changes else 10, 4))
+  ax_acc, ax_den = axes[:2]
   epochs = history["epoch"]
   ax_acc.plot(epochs, [100 * a for a in history["test_accuracy"]], "o-")
   ax_acc.set_xlabel("epoch")
@@ -270,7 +352,19 @@ def plot(history: dict, path: pathlib.Path, *, title: str) -> None:
   ax_den.set_title("per-layer density")
   ax_den.legend()
   ax_den.grid(alpha=0.3)
-  for ax in (ax_acc, ax_den):
+  if changes:
+    ax_chg = axes[2]
+    steps_per_epoch = history.get("steps_per_epoch", 1)
+    at = [s / steps_per_epoch for s in history["mask_update_step"]]
+    for i, layer in enumerate(changes[0]):
+      ax_chg.plot(at, [c[layer] for c in changes], marker="o",
+                  linestyle=styles[i % len(styles)], label=layer)
+    ax_chg.set_xlabel("epoch")
+    ax_chg.set_ylabel("fraction of connections changed")
+    ax_chg.set_title("changed at each mask update")
+    ax_chg.legend()
+    ax_chg.grid(alpha=0.3)
+  for ax in axes:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   fig.suptitle(title)
   fig.tight_layout()
