@@ -60,13 +60,16 @@ for _name, _factory in {
     "set": lambda inner, update_every: sj.set_(
         inner, sparsity=SPARSITY, update_every=update_every),
     "snfs": lambda inner, update_every: sj.snfs(
-        inner, sparsity=SPARSITY, update_every=update_every),
+        inner, sparsity=SPARSITY, update_every=update_every,
+        total_steps=NEVER),
     "srigl": lambda inner, update_every: sj.srigl(
         inner, sparsity=SPARSITY, end_step=NEVER, update_every=update_every),
     "mest": lambda inner, update_every: sj.mest(
-        inner, sparsity=SPARSITY, update_every=update_every),
+        inner, sparsity=SPARSITY, update_every=update_every,
+        total_steps=NEVER),
     "granet": lambda inner, update_every: sj.granet(
-        inner, sparsity=SPARSITY, update_every=update_every),
+        inner, sparsity=SPARSITY, update_every=update_every,
+        total_steps=NEVER),
 }.items():
   if hasattr(sj, {"set": "set_"}.get(_name, _name)):
     METHODS[_name] = _factory
