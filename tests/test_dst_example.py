@@ -18,7 +18,8 @@ from test_fashion_mnist_example import digits_dir  # noqa: F401  pylint: disable
 from test_fashion_mnist_example import example
 
 
-@pytest.mark.parametrize("method", ["rigl", "set"])
+@pytest.mark.parametrize(
+    "method", ["rigl", pytest.param("set", marks=pytest.mark.slow)])
 def test_example_runs_dst_method(method, digits_dir, tmp_path):  # noqa: F811
   out = tmp_path / "out"
   results = example.main([

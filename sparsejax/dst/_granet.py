@@ -83,9 +83,9 @@ def granet(
     >>> params = {'w': jax.random.normal(jax.random.key(0), (20, 10))}
     >>> tx = sj.granet(optax.sgd(0.1), sparsity=0.9, total_steps=20,
     ...                update_every=10, prune_end=10, init_density=1.0)
-    >>> state = tx.init(params)
+    >>> state, update = tx.init(params), jax.jit(tx.update)
     >>> for _ in range(11):
-    ...   updates, state = tx.update(params, state, params)
+    ...   updates, state = update(params, state, params)
     ...   params = optax.apply_updates(params, updates)
     >>> int(sj.get_masks(state)['w'].sum())
     20
