@@ -19,10 +19,10 @@ class SnfsState(NamedTuple):
 
   Attributes:
     shares: float32 ``[number of param leaves]``, in the order of
-      ``jax.tree.leaves(params)``: each sparse leaf's share of the regrowth at
-      the last mask update (mean |momentum| of its active weights over the
-      sum of those means; the shares sum to 1), 0 for dense leaves and
-      before the first update.
+      ``jax.tree.leaves(params)``: each sparse leaf's share of the regrowth
+      at the last mask update (mean absolute momentum of its active weights
+      over the sum of those means; the shares sum to 1), 0 for dense leaves
+      and before the first update.
   """
 
   shares: jax.Array
