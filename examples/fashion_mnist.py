@@ -104,7 +104,8 @@ def _magnitude(inner, *, sparsity, total_steps, seed):
 
 
 def _rigl(inner, *, sparsity, total_steps, seed):
-  return sj.rigl(inner, sparsity=sparsity, end_step=max(1, total_steps * 3 // 4),
+  return sj.rigl(inner, sparsity=sparsity,
+                 end_step=max(1, total_steps * 3 // 4),
                  update_every=magnitude_update_every(total_steps), seed=seed)
 
 

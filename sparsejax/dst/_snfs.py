@@ -41,7 +41,8 @@ def momentum_of(inner_state: Any) -> Any:
     ValueError: if the inner state has no momentum.
   """
   def has(x, *names):
-    return hasattr(x, "_fields") and all(n in x._fields for n in names)  # pylint: disable=protected-access
+    fields = getattr(x, "_fields", ())  # NamedTuple states
+    return all(n in fields for n in names)
 
   def is_leaf(x):
     return has(x, "mu") or has(x, "trace")
