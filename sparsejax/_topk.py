@@ -1,12 +1,17 @@
 # Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
-"""Exact top-k selection by threshold bisection.
+"""Exact top-k selection without sorting.
 
-Sorting or flattening a sharded array fails under explicit sharding (and
-all-gathers it otherwise), so the k largest entries are found with
-comparisons and sums only: a bisection over the 32-bit order key of the
-scores finds the k-th largest value, and a second bisection over the linear
-index breaks ties at that value in favour of the lowest index. Both loops have
-a static trip count, so ``k`` may be a traced value (a scheduled sparsity).
+Both selections find the k-th largest 32-bit order key of the scores and keep
+the entries above it, plus the entries equal to it of lowest linear index;
+``k`` may be a traced value (a scheduled sparsity).
+
+* :func:`topk_keys` bisects with comparisons and sums only. Sorting or
+  flattening a sharded array fails under explicit sharding (and all-gathers it
+  otherwise), so this is the path for sharded arrays and for a top-k across
+  several arrays.
+* :func:`radix_topk` finds the key by a three-digit radix select over
+  histograms, in a few passes instead of over thirty; the histograms scatter
+  into a flattened array, so it serves one unsharded array.
 """
 
 from collections.abc import Sequence
@@ -101,3 +106,57 @@ def topk_keys(keys: Sequence[jax.Array], k: jax.Array) -> list[jax.Array]:
   masks = lax.cond(_count(ties) == needed, all_ties, first_ties)
   return [jnp.where(k <= 0, False, jnp.where(k >= total, True, m))
           for m in masks]
+
+
+def is_unsharded(x: jax.Array) -> bool:
+  """True when ``x`` carries no explicit sharding over a mesh axis."""
+  spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None)
+  return spec is None or all(e is None for e in spec)
+
+
+@jax.jit
+def radix_topk(keys: jax.Array, k: jax.Array) -> jax.Array:
+  """Mask of the ``k`` largest ``keys`` of one unsharded array.
+
+  The same selection as :func:`topk_keys` (ties to the lower row-major
+  index). Histograms of 11, 11 and 10 key bits give the k-th largest key
+  exactly; a running count picks among ties only when some must be left out.
+
+  Args:
+    keys: ``uint32`` order keys (see :func:`order_key`).
+    k: how many entries to keep, ``0 <= k <= keys.size`` (may be traced).
+
+  Returns:
+    A bool mask shaped like ``keys`` with exactly ``k`` True entries.
+  """
+  size = keys.size
+  k = jnp.asarray(k, jnp.int32)
+  prefix = jnp.uint32(0)
+  remaining = k
+  for shift, width in ((21, 11), (10, 11), (0, 10)):
+    bins = 1 << width
+    digit = ((keys >> shift) & jnp.uint32(bins - 1)).astype(jnp.int32)
+    if shift + width < 32:
+      match = (keys >> (shift + width)) == prefix
+    else:
+      match = jnp.ones_like(keys, jnp.bool_)
+    hist = jnp.zeros((bins,), jnp.int32).at[digit.ravel()].add(
+        match.ravel().astype(jnp.int32))
+    # at_least[d]: entries with this prefix whose digit is >= d.
+    at_least = jnp.cumsum(hist[::-1])[::-1]
+    d = jnp.sum(at_least >= remaining, dtype=jnp.int32) - 1
+    above_d = jnp.where(d + 1 < bins,
+                        at_least[jnp.minimum(d + 1, bins - 1)], 0)
+    remaining = remaining - above_d
+    prefix = (prefix << width) | d.astype(jnp.uint32)
+  above = keys > prefix
+  ties = keys == prefix
+  needed = k - jnp.sum(above, dtype=jnp.int32)
+
+  def first_ties():
+    rank = jnp.cumsum(ties.ravel().astype(jnp.int32)).reshape(keys.shape)
+    return above | (ties & (rank <= needed))
+
+  out = lax.cond(jnp.sum(ties, dtype=jnp.int32) == needed,
+                 lambda: above | ties, first_ties)
+  return jnp.where(k <= 0, False, jnp.where(k >= size, True, out))

@@ -234,6 +234,14 @@ def _expand_blocks(grid: jax.Array, block_shape: Sequence[int]) -> jax.Array:
   return _merge_dims(_merge_dims(tiles, -2), -3)
 
 
+def _select_one(scores: jax.Array, k: Any) -> jax.Array:
+  """Top-k of one array: radix select if unsharded, else bisection."""
+  keys = _topk.order_key(scores)
+  if _topk.is_unsharded(keys):
+    return _topk.radix_topk(keys, k)
+  return _topk.topk_keys([keys], k)[0]
+
+
 def topk(
     scores: Any,
     k: Any,
@@ -303,8 +311,7 @@ def topk(
             for i, ((p, x), kk) in enumerate(zip(paths_leaves, ks,
                                                  strict=True))
             if x is not None and kk is not None]
-    kept = [_topk.topk_keys([_topk.order_key(g)],
-                            _units(p, kk, int(np.size(g)), block))[0]
+    kept = [_select_one(g, _units(p, kk, int(np.size(g)), block))
             for _, p, g, kk in live]
   if block_shape is not None:
     kept = [_with_sharding_of(_expand_blocks(m, block_shape),

@@ -66,65 +66,9 @@ def count(mask: jax.Array) -> jax.Array:
   return jnp.sum(mask, dtype=jnp.int32)
 
 
-def _unsharded(x: jax.Array) -> bool:
-  spec = getattr(jax.typeof(x).sharding, "spec", None)
-  return spec is None or all(s is None for s in spec)
-
-
-def _radix_topk(scores: jax.Array, k: Any) -> jax.Array:
-  """Exact top-k of an unsharded array by a three-digit radix select.
-
-  Histograms of the 32-bit order keys, 11, 11 and 10 bits at a time, give
-  the k-th largest key exactly; entries tied with it are taken in row-major
-  order by a running count (only when some must be left out). A few passes
-  over the array, where the bisection of :func:`sparsejax.masks.topk` needs
-  over thirty; it scatters into a histogram and flattens, so it serves only
-  arrays that are not sharded.
-  """
-  keys = _topk.order_key(scores)
-  size = keys.size
-  k = jnp.asarray(k, jnp.int32)
-  prefix = jnp.uint32(0)
-  remaining = k
-  for shift, width in ((21, 11), (10, 11), (0, 10)):
-    bins = 1 << width
-    digit = ((keys >> shift) & jnp.uint32(bins - 1)).astype(jnp.int32)
-    if shift + width < 32:
-      match = (keys >> (shift + width)) == prefix
-    else:
-      match = jnp.ones_like(keys, jnp.bool_)
-    hist = jnp.zeros((bins,), jnp.int32).at[digit.ravel()].add(
-        match.ravel().astype(jnp.int32))
-    # suffix[d]: entries (with this prefix) whose digit is >= d.
-    suffix = jnp.cumsum(hist[::-1])[::-1]
-    d = jnp.sum(suffix >= remaining, dtype=jnp.int32) - 1
-    above_d = jnp.where(d + 1 < bins, suffix[jnp.minimum(d + 1, bins - 1)],
-                        0)
-    remaining = remaining - above_d
-    prefix = (prefix << width) | d.astype(jnp.uint32)
-  above = keys > prefix
-  ties = keys == prefix
-  needed = k - jnp.sum(above, dtype=jnp.int32)
-
-  def first_ties():
-    rank = jnp.cumsum(ties.ravel().astype(jnp.int32)).reshape(keys.shape)
-    return above | (ties & (rank <= needed))
-
-  out = lax.cond(jnp.sum(ties, dtype=jnp.int32) == needed,
-                 lambda: above | ties, first_ties)
-  return jnp.where(k <= 0, False, jnp.where(k >= size, True, out))
-
-
 def topk1(scores: jax.Array, k: Any) -> jax.Array:
-  """Exactly ``k`` highest entries of one array, ties to the lower index.
-
-  The same selection as :func:`sparsejax.masks.topk`; unsharded arrays take
-  a faster radix select.
-  """
-  scores = scores.astype(jnp.float32)
-  if _unsharded(scores):
-    return _radix_topk(scores, k)
-  return _masks.topk(scores, k)
+  """Exactly ``k`` highest entries of one array, ties to the lower index."""
+  return _masks.topk(scores.astype(jnp.float32), k)
 
 
 def keep_and_grow(active, drop_score, grow_score, n_keep, n_grow):
