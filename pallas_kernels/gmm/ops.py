@@ -81,8 +81,9 @@ def gmm(lhs, rhs, group_sizes, *, preferred_element_type=None,
   Raises:
     ValueError: if a shape, dtype or option is invalid; the message names
       the argument.
-    NotImplementedError: for ``implementation="pallas_gpu"`` (no GPU kernel;
-      ``"xla"`` uses XLA's own GPU lowering of ``ragged_dot``).
+      ``implementation="pallas_gpu"`` is refused too: there is no Pallas GPU
+      grouped matmul; ``"xla"`` uses XLA's own GPU lowering of
+      ``ragged_dot``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -310,9 +311,9 @@ def _make_config(implementation, interpret, tiling, out_dtype, transpose_rhs):
       implementation = ("pallas_tpu" if jax.default_backend() == "tpu"
                         else "xla")
   elif implementation == "pallas_gpu":
-    raise NotImplementedError(
-        "gmm has no Pallas GPU kernel; use implementation='xla' (XLA lowers "
-        "ragged_dot for GPU itself).")
+    raise ValueError(
+        "implementation='pallas_gpu': gmm has no Pallas GPU kernel; use "
+        "implementation='xla' (XLA lowers ragged_dot for GPU itself).")
   elif implementation not in _IMPLEMENTATIONS:
     raise ValueError(f"implementation must be None or one of "
                      f"{_IMPLEMENTATIONS}, got {implementation!r}.")
