@@ -311,10 +311,10 @@ def sparse_wrapper(
   check_seed(seed)
   update_every = check_positive_int(update_every, "update_every")
   block_shape = check_granularity(granularity)
-  if callable(distribution) and sparsity is not None and not callable(
-      sparsity):
+  if callable(distribution) and sparsity is not None:
     raise ValueError(
-        "`sparsity` must be None when `distribution` is a callable.")
+        "`sparsity` must be None when `distribution` is a callable: the "
+        "callable gives the per-leaf sparsities itself.")
   if not callable(distribution) and distribution not in ("uniform", "er",
                                                           "erk"):
     raise ValueError(

@@ -33,6 +33,13 @@ def test_callable_distribution_value_out_of_range_names_leaf():
     tx.init(PARAMS)
 
 
+def test_schedule_with_callable_distribution_is_refused():
+  with pytest.raises(ValueError, match="`sparsity` must be None when "
+                     "`distribution` is a callable"):
+    sj.magnitude_pruning(optax.sgd(0.1), sparsity=lambda count: 0.5,
+                         distribution=lambda p: {"w": 0.5})
+
+
 def test_block_granularity_not_dividing_names_leaf():
   tx = sj.magnitude_pruning(optax.sgd(0.1), sparsity=0.5, granularity=(4, 4))
   with pytest.raises(ValueError,
