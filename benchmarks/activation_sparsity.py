@@ -61,7 +61,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--d", type=int, default=4096)
   parser.add_argument("--rounds", type=int, default=40)
-  parser.add_argument("--block-rows", type=int, default=128)
+  parser.add_argument("--block-rows", type=int, default=None,
+                      help="rows of W per loop step (default: the op's "
+                      "own choice for the batch size)")
   args = parser.parse_args()
 
   d = args.d
@@ -71,7 +73,7 @@ def main():
       lambda x, w: sparse_input_matmul(x, w, block_rows=args.block_rows))
 
   print(f"backend {jax.default_backend()}, {jax.device_count()} devices, "
-        f"W {d}x{d} float32, block_rows {args.block_rows}, "
+        f"W {d}x{d} float32, block_rows {args.block_rows or 'auto'}, "
         f"{args.rounds} interleaved rounds")
   header = (f"{'batch':>5} {'pattern':>11} {'sparsity':>8} {'dense ms':>9} "
             f"{'sparse ms':>9} {'ratio':>6} {'paired':>7} {'ideal':>6}")

@@ -33,6 +33,28 @@ def test_matches_numpy(b, d, n, density, block_rows, shared, seed):
   np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("b", [1, 4, 5, 16])
+def test_default_block_rows_both_loop_bodies(b):
+  # b <= 4 takes the fused row-sum loop, b > 4 the gather-and-dot loop; d is
+  # not a multiple of either default step (8 and 128 rows).
+  rng = np.random.default_rng(b)
+  d, n = 300, 7
+  x = _sparse_x(rng, (b, d), 0.1, False)
+  w = rng.normal(size=(d, n)).astype(np.float32)
+  f = jax.jit(sparse_input_matmul)
+  expected = x.astype(np.float64) @ w.astype(np.float64)
+  np.testing.assert_allclose(f(x, w), expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(f(np.zeros_like(x), w), np.zeros((b, n)))
+  dense_x = rng.normal(size=(b, d)).astype(np.float32)
+  np.testing.assert_allclose(
+      f(dense_x, w), dense_x.astype(np.float64) @ w.astype(np.float64),
+      rtol=1e-4, atol=1e-4)
+  g = rng.normal(size=(b, n)).astype(np.float32)
+  dx, dw = jax.vjp(sparse_input_matmul, x, w)[1](g)
+  np.testing.assert_allclose(dx, g @ w.T, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dw, x.T @ g, rtol=1e-5, atol=1e-5)
+
+
 def test_leading_axes_jit_vmap_and_dtypes():
   rng = np.random.default_rng(0)
   x = _sparse_x(rng, (2, 3, 64), 0.1, False)
@@ -77,6 +99,8 @@ def test_rejects_bad_arguments():
     sparse_input_matmul(x, w, implementation="pallas_tpu")
   with pytest.raises(ValueError, match="block_rows"):
     sparse_input_matmul(x, w, block_rows=0)
+  with pytest.raises(ValueError, match="block_rows"):
+    sparse_input_matmul(x, w, block_rows=True)
   with pytest.raises(ValueError, match="x must"):
     sparse_input_matmul(jnp.ones((2, 5)), w)
   with pytest.raises(ValueError, match="w must"):

@@ -1,8 +1,9 @@
 # Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
 """Sparse-input matmul: `x @ W` from the rows of `W` that `x` activates.
 
-`reference` is the XLA implementation (active-row listing and a blocked
-gather-and-multiply loop), `ops` the public :func:`sparse_input_matmul` with
+`reference` is the XLA implementation (active-row listing, then a loop
+over the active rows: a fused row sum for small batches, a blocked gather
+and dot for larger ones), `ops` the public :func:`sparse_input_matmul` with
 its custom VJP.
 """
 

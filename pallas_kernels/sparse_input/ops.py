@@ -41,17 +41,25 @@ def _matmul_bwd(block_rows, res, g):
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
-def sparse_input_matmul(x: jax.Array, w: jax.Array, *, block_rows: int = 128,
+def sparse_input_matmul(x: jax.Array, w: jax.Array, *,
+                        block_rows: int | None = None,
                         implementation: str | None = None) -> jax.Array:
   """`x @ w` computed from the rows of `w` that meet a nonzero of `x`.
 
   For activation-sparse inputs (ReLU, top-k, TEAL/CATS thresholds) most rows
   of `w` are multiplied by zeros. This op lists the columns of `x` that are
   nonzero in at least one row of the batch and multiplies only by those rows
-  of `w`, walking them in blocks of `block_rows` with a loop whose trip count
-  is the number of active rows. The result equals `x @ w` (up to summation
-  order) for every input: there is no capacity to overflow, and a dense
-  input just costs a little more than a dense matmul.
+  of `w`, `block_rows` rows per step of a loop whose trip count follows the
+  number of active rows. The result equals `x @ w` (up to summation order)
+  for every input: there is no capacity to overflow.
+
+  For a batch of at most 4 rows each step adds `x[:, j] * w[j]` for its
+  rows as one fused elementwise pass that reads the rows of `w` straight
+  from memory; larger batches gather each step's rows and call one dot,
+  which shares the gather across the batch. On a 2-core CPU with `w` of
+  4096x4096 float32 the batch-1 op takes about 0.2x the dense time at 90 %
+  sparsity and beats the dense matmul down to about 50 % sparsity; at batch
+  16 the blocked dot costs about 1.2x dense when every row of `w` is needed.
 
   The gain is bounded by the *union* of the active columns over the batch:
   at batch 1 and 90 % sparsity it reads about a tenth of `w`; with 16 rows of
@@ -70,8 +78,10 @@ def sparse_input_matmul(x: jax.Array, w: jax.Array, *, block_rows: int = 128,
     x: activations, shape `(..., d)`; leading axes are flattened into one
       batch.
     w: weight, shape `(d, n)`.
-    block_rows: active rows of `w` gathered and multiplied per loop step, a
-      positive Python int.
+    block_rows: active rows of `w` read per loop step, a positive Python
+      int, or `None` for the measured defaults: 8 (unrolled into one fused
+      step) for a batch of at most 4 rows, 128 (one gather and one dot per
+      step) above.
     implementation: `None` or `"xla"`.
 
   Returns:
@@ -95,9 +105,10 @@ def sparse_input_matmul(x: jax.Array, w: jax.Array, *, block_rows: int = 128,
     raise ValueError(f"implementation must be None or one of "
                      f"{_IMPLEMENTATIONS} (no Pallas path exists), got "
                      f"{implementation!r}.")
-  if (not isinstance(block_rows, numbers.Integral)
+  if block_rows is not None and (
+      not isinstance(block_rows, numbers.Integral)
       or isinstance(block_rows, bool) or block_rows <= 0):
-    raise ValueError(f"block_rows must be a positive int, got "
+    raise ValueError(f"block_rows must be None or a positive int, got "
                      f"{block_rows!r}.")
   x = jnp.asarray(x)
   w = jnp.asarray(w)
@@ -111,5 +122,7 @@ def sparse_input_matmul(x: jax.Array, w: jax.Array, *, block_rows: int = 128,
       raise ValueError(f"{name} must be floating point, got {a.dtype}.")
   lead = x.shape[:-1]
   x2 = x.reshape(-1, x.shape[-1])
+  if block_rows is None:
+    block_rows = reference.default_block_rows(x2.shape[0])
   y = _matmul(x2, w, min(int(block_rows), max(w.shape[0], 1)))
   return y.reshape(lead + (w.shape[1],))
