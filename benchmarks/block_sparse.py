@@ -16,14 +16,20 @@ ratio to dense (the least perturbed on a shared host) and the median ratio,
 beside the ideal, the density.
 
 ``--variants`` also times alternative XLA formulations (ratios to dense):
-"gather+bmm": gather the ``x`` column blocks of every slot, one batched matmul,
-a sorted segment-sum into the output columns (materializes ``capacity x M x
-b`` twice); "col-ELL": per output block column, one matmul contracting over
-its blocks, padded to the largest block count of any column (fast for
-column-balanced masks, but its width depends on the topology, so it is not
-jit-stable); "to dense": scatter the blocks into a dense matrix, then one
-dense matmul. The library path is a ``fori_loop`` over the stored blocks
-accumulating in place (``pallas_kernels/block_sparse/reference.py``).
+"per-block": one ``fori_loop`` step per stored block, ``[M, b] @ [b, b]``
+added into its output column block in place (the library path before the
+pieces); "col-acc": per output block column, a loop over its blocks summing
+into a ``[M, b]`` accumulator written once; "pieces<=4": the library path
+with pieces of up to 4 blocks instead of 2; "gather+bmm": gather the ``x``
+column blocks of every slot, one batched matmul, a sorted segment-sum into the
+output columns (materializes ``capacity x M x b`` twice); "col-ELL": per
+output block column, one matmul contracting over its blocks, padded to the
+largest block count of any column (fast for column-balanced masks, but its
+width depends on the topology, so it is not jit-stable); "to dense": scatter
+the blocks into a dense matrix, then one dense matmul. The library path
+(``pallas_kernels/block_sparse/reference.py``) cuts each output block
+column's stored blocks into pieces of 2 (and 1), one matmul per piece added
+into the output column block in place.
 """
 
 from __future__ import annotations
@@ -37,8 +43,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax import lax
+
 from pallas_kernels import BlockSparseMatrix
 from pallas_kernels import block_sparse_matmul
+from pallas_kernels.block_sparse import reference
 
 # Hardware limits (research/kernels.md, section 6).
 DEVICES = {
@@ -144,6 +153,49 @@ def _ell_variant(w: BlockSparseMatrix):
   return lambda x: f(x, data, krow)
 
 
+def _per_block_variant(w: BlockSparseMatrix):
+  """One loop step per stored block, accumulating into ``[M, N]`` in place."""
+  bk, bn = w.block_shape
+
+  @jax.jit
+  def f(x, w):
+    def body(z, out):
+      xb = lax.dynamic_slice_in_dim(x, w.row_ids[z] * bk, bk, axis=1)
+      col = w.col_ids[z] * bn
+      ob = lax.dynamic_slice_in_dim(out, col, bn, axis=1)
+      return lax.dynamic_update_slice_in_dim(out, ob + xb @ w.data[z], col,
+                                             axis=1)
+
+    return lax.fori_loop(0, w.nnz, body,
+                         jnp.zeros((x.shape[0], w.shape[1]), x.dtype))
+
+  return lambda x: f(x, w)
+
+
+def _col_acc_variant(w: BlockSparseMatrix):
+  """Per output block column, a ``[M, bn]`` accumulator written once."""
+  bk, bn = w.block_shape
+  nb = w.block_grid[1]
+
+  @jax.jit
+  def f(x, w):
+    m, off = x.shape[0], w.col_offsets
+
+    def column(j, out):
+      def inner(z, acc):
+        xb = lax.dynamic_slice_in_dim(x, w.row_ids[z] * bk, bk, axis=1)
+        return acc + xb @ w.data[z]
+
+      acc = lax.fori_loop(off[j], off[j + 1], inner,
+                          jnp.zeros((m, bn), x.dtype))
+      return lax.dynamic_update_slice_in_dim(out, acc, j * bn, axis=1)
+
+    return lax.fori_loop(0, nb, column,
+                         jnp.zeros((m, w.shape[1]), x.dtype))
+
+  return lambda x: f(x, w)
+
+
 def _gather_bmm_variant(w: BlockSparseMatrix):
   kb, nb = w.block_grid
   bk, bn = w.block_shape
@@ -171,7 +223,8 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
   head = ("| M=N=K | block | density | dense ms | sparse ms | ratio | "
           "median ratio | CPU-time ratio | ideal |")
   if variants:
-    head += " gather+bmm | col-ELL | to dense |"
+    head += (" per-block | col-acc | pieces<=4 | gather+bmm | col-ELL |"
+             " to dense |")
   print(head)
   print("|" + "---:|" * (head.count("|") - 1))
   dense_fn = jax.jit(lambda x, w: x @ w)
@@ -191,7 +244,12 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
           gather = _gather_bmm_variant(wm)
           ell = _ell_variant(wm)
           todense = jax.jit(lambda x, w: x @ w.to_dense())
-          fns.update(gather=lambda: gather(x), ell=lambda: ell(x),
+          per_block = _per_block_variant(wm)
+          col_acc = _col_acc_variant(wm)
+          pieces4 = jax.jit(lambda x, w: reference.matmul(x, w, _max_piece=4))
+          fns.update(per_block=lambda: per_block(x), col_acc=lambda: col_acc(x),
+                     pieces4=lambda: pieces4(x, wm),
+                     gather=lambda: gather(x), ell=lambda: ell(x),
                      todense=lambda: todense(x, wm))
         ref = np.asarray(fns["dense"]())
         for k, f in fns.items():
@@ -209,7 +267,8 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
                f"| {cbest['sparse'] / cbest['dense']:.3f} | {dens:.3f} |")
         if variants:
           row += "".join(f" {best[k] / best['dense']:.3f} |"
-                         for k in ("gather", "ell", "todense"))
+                         for k in ("per_block", "col_acc", "pieces4",
+                                   "gather", "ell", "todense"))
         print(row, flush=True)
   print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
