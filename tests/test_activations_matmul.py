@@ -36,10 +36,12 @@ def test_matches_numpy(b, d, n, density, block_rows, shared, seed):
 @pytest.mark.parametrize("b", [1, 4, 5, 16])
 def test_default_block_rows_both_loop_bodies(b):
   # b <= 4 takes the fused row-sum loop, b > 4 the gather-and-dot loop; d is
-  # not a multiple of either default step (8 and 128 rows).
+  # not a multiple of either default step (8 and 128 rows). A shared pattern
+  # keeps the union of active columns near 10 % (the loops); the dense x
+  # takes the dense branch.
   rng = np.random.default_rng(b)
   d, n = 300, 7
-  x = _sparse_x(rng, (b, d), 0.1, False)
+  x = _sparse_x(rng, (b, d), 0.1, True)
   w = rng.normal(size=(d, n)).astype(np.float32)
   f = jax.jit(sparse_input_matmul)
   expected = x.astype(np.float64) @ w.astype(np.float64)
@@ -72,6 +74,12 @@ def test_leading_axes_jit_vmap_and_dtypes():
   ref = (x.astype(jnp.bfloat16).astype(np.float32)
          @ w.astype(jnp.bfloat16).astype(np.float32))
   np.testing.assert_allclose(yb.astype(np.float32), ref, rtol=2e-2, atol=2e-2)
+  # All columns active: the dense branch, same dtype rules.
+  xd = rng.normal(size=(3, 64)).astype(jnp.bfloat16)
+  yd = jax.jit(sparse_input_matmul)(xd, w.astype(jnp.bfloat16))
+  assert yd.dtype == jnp.bfloat16
+  ref = xd.astype(np.float32) @ w.astype(jnp.bfloat16).astype(np.float32)
+  np.testing.assert_allclose(yd.astype(np.float32), ref, rtol=2e-2, atol=2e-2)
 
 
 def test_gradients_match_dense_formulas():

@@ -56,10 +56,11 @@ def sparse_input_matmul(x: jax.Array, w: jax.Array, *,
   For a batch of at most 4 rows each step adds `x[:, j] * w[j]` for its
   rows as one fused elementwise pass that reads the rows of `w` straight
   from memory; larger batches gather each step's rows and call one dot,
-  which shares the gather across the batch. On a 2-core CPU with `w` of
-  4096x4096 float32 the batch-1 op takes about 0.2x the dense time at 90 %
-  sparsity and beats the dense matmul down to about 50 % sparsity; at batch
-  16 the blocked dot costs about 1.2x dense when every row of `w` is needed.
+  which shares the gather across the batch. Above 70 % active rows both
+  loops lose to the dense product, which is then used (`lax.cond` on the
+  active count; one compiled function either way). On a 2-core CPU with `w`
+  of 4096x4096 float32 the batch-1 op takes 0.20-0.25x the dense time at
+  90 % sparsity.
 
   The gain is bounded by the *union* of the active columns over the batch:
   at batch 1 and 90 % sparsity it reads about a tenth of `w`; with 16 rows of
