@@ -80,8 +80,9 @@ def sparse_input_matmul(x: jax.Array, w: jax.Array, *,
       batch.
     w: weight, shape `(d, n)`.
     block_rows: active rows of `w` read per loop step, a positive Python
-      int, or `None` for the measured defaults: 8 (unrolled into one fused
-      step) for a batch of at most 4 rows, 128 (one gather and one dot per
+      int, or `None` for the measured defaults: 8 for a batch of at most 4
+      rows (the step is unrolled into one fused pass, so large values
+      compile slowly: about 1 s for 128), 128 (one gather and one dot per
       step) above.
     implementation: `None` or `"xla"`.
 
