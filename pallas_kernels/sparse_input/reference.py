@@ -62,10 +62,10 @@ costs one multiply-add per batch row per element of `W` read.
 `benchmarks/activation_sparsity.py` (40 interleaved rounds, best sparse over
 best dense) gave 0.20x, 0.25x and 0.22x at batch 1 and 90 % sparsity in
 three runs of the final code (0.40-0.50x before), 0.12-0.25x at 95 %, and
-1.03-1.10x for batch 16 with independent 90 %-sparse rows (the dense
-branch; 1.20-1.35x before). Its batch-16 rows at 50 % vary from 0.74x to
-1.30x between runs: the blocked dot is compute-bound there and close to
-break-even with dense.
+1.04x for batch 16 with independent 90 %-sparse rows (the dense branch, in
+both runs after it was added; 1.20-1.33x before). Its batch-16 rows at
+50 % vary from 0.74x to 1.30x between runs: the blocked dot is
+compute-bound there and close to break-even with dense.
 """
 
 import jax.numpy as jnp
