@@ -209,15 +209,24 @@ def _where_tree(cond_tree: Any, true_tree: Any, false_tree: Any) -> Any:
       cond_tree, true_tree, false_tree, is_leaf=_tree.is_none)
 
 
-def _select_tree(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
-  """Per-leaf ``where(pred, a, b)`` with a scalar ``pred``; keys included."""
-  def select(a, b):
-    if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
-      return jax.random.wrap_key_data(
-          jnp.where(pred, jax.random.key_data(a), jax.random.key_data(b)),
-          impl=jax.random.key_impl(a))
-    return jnp.where(pred, a, b)
-  return jax.tree.map(select, on_true, on_false)
+def run_if(pred: jax.Array, fn: Callable[[Any, Any], Any], operand: Any,
+           consts: Any = ()) -> Any:
+  """``fn(operand, consts)`` if the scalar ``pred`` holds, else ``operand``.
+
+  A loop of 0 or 1 trips rather than ``lax.cond``: XLA updates a loop's
+  carry in place, whereas a cond copies every operand its untaken branch
+  returns, and with donated buffers it also copies the buffers that the
+  taken branch reads twice. ``fn`` must read the operand from its first
+  argument, and every large array it only reads (params, gradients) from
+  ``consts``: those pass through an optimization barrier tied to the trip
+  index, which stops XLA from hoisting work on them out of the loop (and so
+  running it on every step).
+  """
+  def body(i, carry):
+    _, c = lax.optimization_barrier((i, consts))
+    return fn(carry, c)
+  return lax.fori_loop(0, jnp.asarray(pred).astype(jnp.int32), body,
+                       operand)
 
 
 def grown_positions(new_masks: Any, old_masks: Any) -> Any:
@@ -371,75 +380,94 @@ def sparse_wrapper(
     update_now = (jnp.zeros([], jnp.bool_) if update_masks is None
                   else is_update_step(count))
 
-    def new_masks(p=params, s=state.inner_state):
-      return update_masks(MaskUpdate(
-          params=p, grads=updates, masks=state.masks,
-          budgets=budgets(params, count), sparsity=sparsity_at(count),
-          key=step_key, count=count,
-          inner_state=s, method_state=method_state,
-          block_shape=block_shape))
+    def inner_step(params, masks, inner_state, mstate, grads, extra):
+      if transform_grads is not None:
+        grads = transform_grads(grads, params, masks, mstate)
+      if mask_gradients:
+        grads = _where_tree(masks, grads, jax.tree.map(jnp.zeros_like, grads))
+      return inner.update(grads, inner_state, params, **extra)
 
-    def inner_step(masks, inner_state, mstate=method_state):
-      grads = (updates if transform_grads is None else
-               transform_grads(updates, params, masks, mstate))
-      grads = (_where_tree(masks, grads, jax.tree.map(jnp.zeros_like, grads))
-               if mask_gradients else grads)
-      return inner.update(grads, inner_state, params, **extra_args)
-
-    # Only the (small) masks and method state go through lax.cond: a large
-    # buffer returned unchanged by a branch would be copied on every step.
-    # The inner step is taken outside the cond and selected where needed.
-    def keep():
-      return state.masks, method_state
-
-    if update_masks is None:
-      masks = state.masks
-      inner_updates, inner_state = inner_step(masks, state.inner_state)
-    elif update_after_inner:
-      inner_updates, inner_state = inner_step(state.masks, state.inner_state)
-      if exact_zero:
-        # Zero at pruned positions, so that grown weights stay exactly 0
-        # (straight-through transforms keep updating their dense weights).
-        inner_updates = _where_tree(
-            state.masks, inner_updates,
-            jax.tree.map(jnp.zeros_like, inner_updates))
-      stepped = jax.tree.map(lambda p, u: p + u.astype(p.dtype), params,
-                             inner_updates)
-      masks, method_state = lax.cond(
-          update_now, lambda: new_masks(stepped, inner_state), keep)
-    elif skip_inner_on_update:
-      masks, new_method_state = lax.cond(update_now, new_masks, keep)
-      stepped_updates, stepped_state = inner_step(state.masks,
-                                                  state.inner_state)
-      method_state = new_method_state
-      inner_updates = jax.tree.map(
-          lambda u: jnp.where(update_now, jnp.zeros_like(u), u),
-          stepped_updates)
-      inner_state = _select_tree(update_now, state.inner_state, stepped_state)
-    else:
-      masks, method_state = lax.cond(update_now, new_masks, keep)
-      inner_state = state.inner_state
-    if update_masks is not None and reset_grown_slots:
-      # All False on steps without a mask update.
-      inner_state = reset_slots(inner, inner_state,
-                                grown_positions(masks, state.masks))
-    if update_masks is not None and not (update_after_inner
-                                         or skip_inner_on_update):
-      inner_updates, inner_state = inner_step(masks, inner_state,
-                                              method_state)
-
-    if exact_zero:
+    def finish(params, kept, inner_updates):
       # Only positions kept through this step take the inner update: pruned
       # and newly grown weights are set to exactly 0 (grown ones even when the
       # params passed in were not yet zero there, e.g. dense at step 0).
-      kept = jax.tree.map(lambda n, o: None if n is None else n & o, masks,
-                          state.masks, is_leaf=_tree.is_none)
-      out = _where_tree(
+      if not exact_zero:
+        return inner_updates
+      return _where_tree(
           kept, inner_updates,
           jax.tree.map(lambda p, u: (-p).astype(u.dtype), params,
                        inner_updates))
+
+    if update_masks is None:
+      masks = state.masks
+      inner_updates, inner_state = inner_step(
+          params, masks, state.inner_state, method_state, updates,
+          extra_args)
+      out = finish(params, masks, inner_updates)
     else:
-      out = inner_updates
+      # A mask update runs in a loop of 0 or 1 trips (`run_if`), not a
+      # `lax.cond`, so that the inner state and the other large buffers are
+      # updated in place; it reads the old masks only inside itself.
+      def mask_update(old, mstate, inner_state, mask_params, grads, key):
+        new, mstate = update_masks(MaskUpdate(
+            params=mask_params, grads=grads, masks=old,
+            budgets=budgets(params, count), sparsity=sparsity_at(count),
+            key=key, count=count, inner_state=inner_state,
+            method_state=mstate, block_shape=block_shape))
+        if reset_grown_slots:
+          inner_state = reset_slots(inner, inner_state,
+                                    grown_positions(new, old))
+        return new, mstate, inner_state
+
+      def kept(new, old):
+        return jax.tree.map(lambda n, o: None if n is None else n & o, new,
+                            old, is_leaf=_tree.is_none)
+
+      if skip_inner_on_update:
+        masks, method_state, inner_state, out = _skip_inner_step(
+            update_now, state, method_state, updates, params, extra_args,
+            step_key, inner_step=inner_step, finish=finish,
+            mask_update=mask_update, kept=kept)
+      elif update_after_inner:
+        # Optimizer step with the old masks, then new masks from the stepped
+        # weights and state (grown weights stay 0 on this step).
+        inner_updates, inner_state = inner_step(
+            params, state.masks, state.inner_state, method_state, updates,
+            extra_args)
+        if exact_zero:
+          inner_updates = _where_tree(
+              state.masks, inner_updates,
+              jax.tree.map(jnp.zeros_like, inner_updates))
+
+        def after_inner_step(carry, consts):
+          old, mstate, inner_state, inner_updates = carry
+          params, grads, key = consts
+          stepped = jax.tree.map(lambda p, u: p + u.astype(p.dtype), params,
+                                 inner_updates)
+          new, mstate, inner_state = mask_update(old, mstate, inner_state,
+                                                 stepped, grads, key)
+          return (new, mstate, inner_state,
+                  finish(params, kept(new, old), inner_updates))
+
+        masks, method_state, inner_state, inner_updates = run_if(
+            update_now, after_inner_step,
+            (state.masks, method_state, inner_state, inner_updates),
+            (params, updates, step_key))
+        # Applying the new masks again changes nothing on a mask-update step
+        # (the loop already did) and is the whole work on the others.
+        out = finish(params, masks, inner_updates)
+      else:
+        def masks_step(carry, consts):
+          params, grads, key = consts
+          return mask_update(*carry, params, grads, key)
+
+        masks, method_state, inner_state = run_if(
+            update_now, masks_step,
+            (state.masks, method_state, state.inner_state),
+            (params, updates, step_key))
+        inner_updates, inner_state = inner_step(
+            params, masks, inner_state, method_state, updates, extra_args)
+        out = finish(params, kept(masks, state.masks), inner_updates)
     new_count = optax.safe_increment(count)
     return out, SparseState(
         count=new_count, masks=masks, key=key,
@@ -447,6 +475,58 @@ def sparse_wrapper(
         pruned_scale=scale_at(new_count))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _skip_inner_step(update_now, state, method_state, updates, params,
+                     extra_args, key, *, inner_step, finish, mask_update,
+                     kept):
+  """A step that takes no optimizer step when it updates the masks (RigL).
+
+  Two loops of 0 or 1 trips, one per branch. The gradients' buffer carries
+  the updates out of both (when their shapes and dtypes allow), so that
+  neither branch copies it.
+
+  Returns:
+    ``(masks, method_state, inner_state, updates)``.
+  """
+  inner = state.inner_state
+  out_struct = jax.eval_shape(lambda: inner_step(
+      params, state.masks, inner, method_state, updates, extra_args)[0])
+  in_place = all(jax.tree.leaves(jax.tree.map(
+      lambda g, o: g.shape == o.shape and g.dtype == o.dtype, updates,
+      out_struct)))
+  # Read-only inputs; the gradients are one only when their buffer cannot
+  # hold the updates.
+  grads_const = None if in_place else updates
+
+  def update_step(carry, consts):
+    old, mstate, inner_state, buf = carry
+    params, grads, key = consts
+    grads = buf if in_place else grads
+    new, mstate, inner_state = mask_update(old, mstate, inner_state, params,
+                                           grads, key)
+    zeros = jax.tree.map(jnp.zeros_like, out_struct)
+    return new, mstate, inner_state, finish(params, kept(new, old), zeros)
+
+  buf = updates if in_place else jax.tree.map(
+      lambda o: jnp.zeros(o.shape, o.dtype), out_struct)
+  masks, method_state, inner, buf = run_if(
+      update_now, update_step, (state.masks, method_state, inner, buf),
+      (params, grads_const, key))
+
+  def ordinary_step(carry, consts):
+    inner_state, buf = carry
+    params, grads, masks, mstate, extra = consts
+    grads = buf if in_place else grads
+    inner_updates, inner_state = inner_step(params, masks, inner_state,
+                                            mstate, grads, extra)
+    return inner_state, inner_updates
+
+  inner, buf = run_if(~update_now, ordinary_step, (inner, buf),
+                      (params, grads_const, masks, method_state, extra_args))
+  # Outside the loops, where it fuses with the caller's `apply_updates`; on a
+  # mask-update step it changes nothing (the first loop applied it).
+  return masks, method_state, inner, finish(params, masks, buf)
 
 
 def find_states(state: Any) -> list[SparseState]:
