@@ -12,11 +12,14 @@ from jax.test_util import check_grads
 import numpy as np
 import pytest
 
+from _block_sparse_cases import assert_close
 from _block_sparse_cases import check_forward_and_grads
 from _block_sparse_cases import make_case
+from _block_sparse_cases import tolerance
 from pallas_kernels import BlockSparseMatrix
 from pallas_kernels import block_sparse_matmul
 from pallas_kernels.block_sparse import ops
+from pallas_kernels.block_sparse import reference
 
 
 _XLA_CASES = dict(
@@ -46,6 +49,40 @@ def test_xla_matches_dense_reference(**kw):
 @hypothesis.given(**_XLA_CASES)
 def test_xla_matches_dense_reference_sweep(**kw):
   _check_xla(**kw)
+
+
+@hypothesis.settings(max_examples=10, deadline=None)
+@hypothesis.given(**_XLA_CASES, max_piece=st.sampled_from([2, 4]))
+def test_xla_forward_pieces_match_dense_reference(max_piece, **kw):
+  # The forward cuts block columns into pieces only from 2048 rows on; force
+  # it here at small shapes.
+  case = make_case(kw["seed"], kw["m"], kw["kb"], kw["nb"], kw["bk"], kw["bn"],
+                   kw["density"], dtype=kw["dtype"], empty_row=kw["empty_row"],
+                   empty_col=kw["empty_col"])
+  y = jax.jit(lambda x, w: reference.matmul(x, w, _max_piece=max_piece))(
+      case["x"], case["wm"])
+  assert y.dtype == kw["dtype"]
+  x64, w64 = case["x64"], case["w64"]
+  assert_close(y, x64 @ w64, np.abs(x64) @ np.abs(w64), tolerance(kw["dtype"]))
+
+
+def test_xla_forward_pieces_topology_change_does_not_recompile():
+  rng = np.random.default_rng(2)
+  w = jnp.asarray(rng.standard_normal((16, 24)), jnp.float32)
+  x = jnp.asarray(rng.standard_normal((5, 16)), jnp.float32)
+  f = jax.jit(lambda x, wm: reference.matmul(x, wm, _max_piece=2))
+  for p in (0.3, 0.6, 0.0):
+    mk = rng.random((4, 3)) < p
+    wm = BlockSparseMatrix.from_dense(w, (4, 8), mk, capacity=12)
+    np.testing.assert_allclose(f(x, wm), x @ wm.to_dense(), rtol=1e-5,
+                               atol=1e-5)
+  assert f._cache_size() == 1
+
+
+def test_xla_2048_rows_uses_pieces_and_matches():
+  assert reference._PIECE_MIN_ROWS <= 2048
+  case = make_case(4, 2048, 5, 3, 8, 4, 0.7, extra_capacity=2)
+  check_forward_and_grads(case, jnp.float32, implementation="xla")
 
 
 def test_xla_larger_case_matches():
@@ -168,6 +205,10 @@ def test_xla_path_with_row_sharded_inputs(axis_type):
 
   y, dx, dd = run(x, wm.data, dy)
   assert dx.sharding.spec == P("data", None)
+  yp = jax.jit(lambda x, w: reference.matmul(x, w, _max_piece=2))(x, wm)
+  assert yp.sharding.spec == P("data", None)
+  np.testing.assert_allclose(yp, case["x64"] @ case["w64"], rtol=1e-5,
+                             atol=1e-4)
   x64, w64, dy64 = case["x64"], case["w64"], case["dy64"]
   np.testing.assert_allclose(y, x64 @ w64, rtol=1e-5, atol=1e-4)
   np.testing.assert_allclose(dx, dy64 @ w64.T, rtol=1e-5, atol=1e-4)

@@ -8,32 +8,49 @@ Three products cover the forward and backward passes of ``y = x @ W``:
 - :func:`sdd`: ``x.T @ dy`` sampled at the stored blocks (the gradient of the
   block data), zero in the padding slots.
 
-Each output block column is a segment of the stored blocks: a block column of
-``W`` for :func:`matmul` and :func:`sdd` (slots ``col_offsets[j]`` to
-``col_offsets[j + 1]``, contiguous in the block-CSC order), a block row for
-:func:`matmul_t` (the same through ``row_offsets`` and ``t_perm``). A segment
-of ``c`` blocks is cut into ``c // 2`` pieces of 2 blocks and, for odd ``c``,
-one piece of 1. A piece of ``s`` blocks is one
-matmul with a contraction of ``s`` blocks: its ``s`` operand column blocks are
-stacked into ``[M, s * b]`` and multiplied by its ``s`` blocks stacked into
-``[s * b, b]``, and the product is added into the output column block in
-place. For :func:`sdd` a piece gives its ``s`` gradient blocks in one matmul,
-written to their slots without accumulation. There is one ``lax.fori_loop``
-per piece size (2 and 1) with a traced trip count, so the work follows
+Each is a ``lax.fori_loop`` with a traced trip count, so the work follows
 ``nnz``, not the capacity, and a new topology at the same capacity reuses the
 compiled program. Nothing of size ``nnz x M x b`` is materialized.
 
-Why this formulation (``benchmarks/block_sparse.py --variants``, float32,
-2-core AVX-512 host, ratios to dense ``x @ W`` at 128 x 128 blocks): XLA:CPU
-already runs each ``[M, 128] @ [128, 128]`` product on both cores at about the
-dense matmul's FLOP rate, so splitting rows or pairing blocks for concurrency
-gains nothing. The cost beyond the products is the read-modify-write of the
-output column block after every product and the fixed cost per XLA op. Pieces
-of up to 4 blocks cut both by up to 4x and give each matmul a deeper
-contraction. The previous one-product-per-stored-block loop, a per-column loop
-with a small accumulator, pieces of up to 8, pieces built with
-``concatenate`` or ``take``, and a gather + batched matmul + segment-sum were
-all measured slower (see the benchmark's ``--variants``).
+- Per-block loop (:func:`matmul_t`, :func:`sdd`, and :func:`matmul` for fewer
+  than 2048 rows): one step per stored block slices the operand's column
+  block, multiplies it by the stored block and adds the product into its
+  output column block in place (``dynamic_update_slice`` on the loop carry).
+- Pieces (:func:`matmul` from 2048 rows): the stored blocks of each output
+  block column (contiguous slots ``col_offsets[j]`` to ``col_offsets[j + 1]``
+  in the block-CSC order) are cut into pieces of 2 blocks, plus one of 1 for
+  an odd count. A piece is one matmul: its two ``x`` column blocks stacked
+  into ``[M, 2 b]`` times its two blocks stacked into ``[2 b, b]``, then one
+  read-modify-write of the output column block instead of two. One loop per
+  piece size.
+
+What was measured (``benchmarks/block_sparse.py --variants``, float32, 128 x
+128 blocks, the project's 2-core AVX-512 host; best-of-20 wall-time ratios to
+dense ``x @ W`` timed in the same run; ratios move by about +-0.03 between
+runs on this shared host):
+
+- XLA:CPU already runs each ``[M, 128] @ [128, 128]`` product on both cores
+  at about the dense matmul's FLOP rate (0.19 ms for ``M = 2048``, 350 GFLOP/s
+  against 360-400 for dense). The loop is not single-threaded: a batched
+  matmul over two row halves was no faster (within noise), and row halves as
+  separate products or two blocks per step into two accumulators were slower
+  (up to 1.7x at ``M = 1024``). The products alone, without slicing or
+  accumulating,
+  take 0.29x dense at 25 % density and 0.11x (2048) to 0.13x (1024) at 10 %,
+  so the 0.35x / 0.15x targets leave almost nothing for the rest.
+- ``M = 2048``: pieces of 2 give 0.19x at 10 % and 0.38-0.42x at 25 %
+  against 0.19-0.21x and 0.44-0.47x for the per-block loop; pieces of up to 4
+  are about the same as 2 (0.19x, 0.38-0.41x); a per-column ``[M, b]``
+  accumulator written once is 0.20x and 0.41-0.46x.
+- ``M = 1024``: the per-block loop is best (0.15-0.20x at 10 %, 0.41-0.44x at
+  25 %); pieces cost more in fixed overhead than they save there (0.20-0.26x
+  at 10 %).
+- Stacking with ``concatenate`` or ``take`` (an extra copy or a slow gather
+  on XLA:CPU), a gather + batched matmul + segment-sum (0.19-0.56x at 10 %,
+  0.59-1.24x at 25 %), column-ELL (not jit-stable) and densify-then-matmul
+  were slower still.
+- The backward products gained nothing from pieces (``dy @ W.T`` and the
+  block gradient within +-0.02), so they keep the per-block loop.
 """
 
 from __future__ import annotations
@@ -46,8 +63,10 @@ from jax.sharding import PartitionSpec
 
 __all__ = ("matmul", "matmul_t", "sdd")
 
-# Largest piece (in blocks); powers of two below it cover the remainders.
+# Forward pieces: up to _MAX_PIECE blocks per matmul, from _PIECE_MIN_ROWS
+# rows of x on (measured on CPU; see the module docstring).
 _MAX_PIECE = 2
+_PIECE_MIN_ROWS = 2048
 
 
 def _acc_type(dtype):
@@ -70,6 +89,29 @@ def _replicated_out(a):
   if mesh is None or mesh.empty or not mesh.explicit_axes:
     return None
   return NamedSharding(mesh, PartitionSpec())
+
+
+def _trip_count(w):
+  return jnp.clip(w.nnz, 0, w.capacity).astype(jnp.int32)
+
+
+def _accumulate(a, w, *, out_cols, in_ids, out_ids, in_block, out_block,
+                transpose_w, out_dtype):
+  """``out[:, o_z] += a[:, i_z] @ op(data[z])`` for the stored blocks ``z``."""
+  acc = _acc_type(out_dtype)
+  data = w.data.astype(a.dtype)
+  dims = (((1,), (1,)), ((), ())) if transpose_w else (((1,), (0,)), ((), ()))
+
+  def body(z, out):
+    ab = lax.dynamic_slice_in_dim(a, in_ids[z] * in_block, in_block, axis=1)
+    col = out_ids[z] * out_block
+    ob = lax.dynamic_slice_in_dim(out, col, out_block, axis=1)
+    prod = lax.dot_general(ab, data[z], dims, preferred_element_type=acc)
+    return lax.dynamic_update_slice_in_dim(out, ob + prod, col, axis=1)
+
+  out = lax.fori_loop(0, _trip_count(w), body,
+                      _zeros_rows_like(a, out_cols, acc))
+  return out.astype(out_dtype)
 
 
 def _pieces(offsets, capacity, max_piece=_MAX_PIECE):
@@ -116,55 +158,51 @@ def _stack_slabs(a, ids, block):
   return jnp.stack(slabs, axis=1).reshape(a.shape[0], len(slabs) * block)
 
 
-def _accumulate(a, w, *, out_cols, in_ids, offsets, order, in_block,
-                out_block, transpose_w, out_dtype, max_piece=_MAX_PIECE):
-  """``out[:, seg] += a[:, in blocks] @ op(blocks)`` over the pieces."""
+def _matmul_pieces(x, w, *, max_piece, out_dtype):
+  """``x @ W`` with one matmul per piece of a block column's stored blocks."""
   acc = _acc_type(out_dtype)
-  data = w.data.astype(a.dtype)
+  data = w.data.astype(x.dtype)
   bk, bn = w.block_shape
-  out = _zeros_rows_like(a, out_cols, acc)
-  for size, starts, segs, count in _pieces(offsets, w.capacity, max_piece):
+  out = _zeros_rows_like(x, w.shape[1], acc)
+  for size, starts, segs, count in _pieces(w.col_offsets, w.capacity,
+                                           max_piece):
 
     def body(i, out, size=size, starts=starts, segs=segs):
-      pos = starts[i]
-      if order is None:  # The piece's slots are contiguous.
-        slots = [pos + t for t in range(size)]
-        blocks = lax.dynamic_slice_in_dim(data, pos, size, axis=0)
-      else:
-        slots = [order[pos + t] for t in range(size)]
-        blocks = jnp.stack([data[z] for z in slots])
-      g = _stack_slabs(a, [in_ids[z] for z in slots], in_block)
-      if transpose_w:  # [s, bk, bn] -> [s * bn, bk]
-        blocks = blocks.transpose(0, 2, 1).reshape(size * bn, bk)
-      else:
-        blocks = blocks.reshape(size * bk, bn)
-      prod = jnp.dot(g, blocks, preferred_element_type=acc)
-      col = segs[i] * out_block
-      ob = lax.dynamic_slice_in_dim(out, col, out_block, axis=1)
+      pos = starts[i]  # The piece's slots are contiguous (block-CSC order).
+      g = _stack_slabs(x, [w.row_ids[pos + t] for t in range(size)], bk)
+      blocks = lax.dynamic_slice_in_dim(data, pos, size, axis=0)
+      prod = jnp.dot(g, blocks.reshape(size * bk, bn),
+                     preferred_element_type=acc)
+      col = segs[i] * bn
+      ob = lax.dynamic_slice_in_dim(out, col, bn, axis=1)
       return lax.dynamic_update_slice_in_dim(out, ob + prod, col, axis=1)
 
     out = lax.fori_loop(0, count, body, out)
   return out.astype(out_dtype)
 
 
-def matmul(x, w, *, out_dtype=None, _max_piece=_MAX_PIECE):
+def matmul(x, w, *, out_dtype=None, _max_piece=None):
   """``x @ w.to_dense()`` for ``x [M, K]`` and a ``BlockSparseMatrix`` ``w``.
 
   Args:
     x: dense ``[M, K]``.
     w: ``BlockSparseMatrix`` of shape ``[K, N]``.
     out_dtype: result dtype; default ``result_type(x, w.dtype)``.
-    _max_piece: largest piece in blocks (private: the benchmark's variants).
+    _max_piece: private (tests, benchmark variants): largest piece in blocks;
+      1 is the per-block loop. Default: by the number of rows (module doc).
 
   Returns:
     ``[M, N]``.
   """
   out_dtype = out_dtype or jnp.result_type(x.dtype, w.dtype)
+  if _max_piece is None:
+    _max_piece = _MAX_PIECE if x.shape[0] >= _PIECE_MIN_ROWS else 1
+  if _max_piece > 1:
+    return _matmul_pieces(x, w, max_piece=_max_piece, out_dtype=out_dtype)
   bk, bn = w.block_shape
   return _accumulate(x, w, out_cols=w.shape[1], in_ids=w.row_ids,
-                     offsets=w.col_offsets, order=None, in_block=bk,
-                     out_block=bn, transpose_w=False, out_dtype=out_dtype,
-                     max_piece=_max_piece)
+                     out_ids=w.col_ids, in_block=bk, out_block=bn,
+                     transpose_w=False, out_dtype=out_dtype)
 
 
 def matmul_t(dy, w, *, out_dtype=None):
@@ -181,8 +219,8 @@ def matmul_t(dy, w, *, out_dtype=None):
   out_dtype = out_dtype or jnp.result_type(dy.dtype, w.dtype)
   bk, bn = w.block_shape
   return _accumulate(dy, w, out_cols=w.shape[0], in_ids=w.col_ids,
-                     offsets=w.row_offsets, order=w.t_perm, in_block=bn,
-                     out_block=bk, transpose_w=True, out_dtype=out_dtype)
+                     out_ids=w.row_ids, in_block=bn, out_block=bk,
+                     transpose_w=True, out_dtype=out_dtype)
 
 
 def sdd(x, dy, w, *, out_dtype=None):
@@ -202,18 +240,15 @@ def sdd(x, dy, w, *, out_dtype=None):
   bk, bn = w.block_shape
   acc = _acc_type(out_dtype)
   out_sharding = _replicated_out(x)
-  out = jnp.zeros((w.capacity, bk, bn), out_dtype, out_sharding=out_sharding)
-  for size, starts, segs, count in _pieces(w.col_offsets, w.capacity):
 
-    def body(i, out, size=size, starts=starts, segs=segs):
-      pos = starts[i]
-      g = _stack_slabs(x, [w.row_ids[pos + t] for t in range(size)], bk)
-      db = lax.dynamic_slice_in_dim(dy, segs[i] * bn, bn, axis=1)
-      blk = lax.dot_general(g, db, (((0,), (0,)), ((), ())),
-                            preferred_element_type=acc,
-                            out_sharding=out_sharding)
-      blk = blk.reshape(size, bk, bn).astype(out_dtype)
-      return lax.dynamic_update_slice_in_dim(out, blk, pos, axis=0)
+  def body(z, out):
+    xb = lax.dynamic_slice_in_dim(x, w.row_ids[z] * bk, bk, axis=1)
+    db = lax.dynamic_slice_in_dim(dy, w.col_ids[z] * bn, bn, axis=1)
+    blk = lax.dot_general(xb, db, (((0,), (0,)), ((), ())),
+                          preferred_element_type=acc,
+                          out_sharding=out_sharding)
+    return lax.dynamic_update_index_in_dim(out, blk.astype(out_dtype), z, 0)
 
-    out = lax.fori_loop(0, count, body, out)
-  return out
+  return lax.fori_loop(
+      0, _trip_count(w), body,
+      jnp.zeros((w.capacity, bk, bn), out_dtype, out_sharding=out_sharding))
