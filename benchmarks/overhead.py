@@ -13,7 +13,18 @@ same factory:
 Variants run interleaved in every repeat; a ratio is the median over repeats
 of (method median / dense-Adam median of the same repeat). The amortized
 ratio over ``update_every=f`` is ``((f - 1) * steady + update) / f``. Memory
-is the bytes of the optimizer state's leaves.
+is the bytes of the optimizer state's leaves; ``temp MB`` is the scratch
+memory XLA allocates for one call of the step.
+
+On CPU that scratch is one ``malloc`` per call. glibc serves allocations
+above its mmap threshold (at most 32 MiB by default) with fresh pages, so a
+step whose scratch exceeds it page-faults every page it touches on every
+call, dense Adam included once the model is large enough. The mask-update
+branch of the drop-and-grow methods puts the medium MLP's step past it
+(dense 7.6 MB, RigL 44 MB), which costs its steady step about 0.5x of the
+dense time; ``MALLOC_MMAP_THRESHOLD_=1073741824`` in the environment removes
+that (medium RigL 2.8x -> 1.6x before the engine ran its branches as
+loops).
 
 Run: ``python benchmarks/overhead.py [--quick] [--models small,medium]``
 """
@@ -123,6 +134,9 @@ class Runner:
     self.params = jax.tree.map(jnp.copy, params)
     self.state = tx.init(self.params)
     self.bytes = state_bytes(self.state)
+    x, y = batches[0]
+    self.temp = self.step.lower(self.params, self.state, x, y).compile(
+    ).memory_analysis().temp_size_in_bytes
     self.batches = batches
     self.i = 0
 
@@ -181,10 +195,11 @@ def main():
     dense = float(np.median(dense_ms))
     dense_bytes = runners["dense"].bytes
     print(f"\n{model} MLP {'-'.join(map(str, sizes))}: dense Adam "
-          f"{dense:.2f} ms/step, optimizer state {dense_bytes:,} bytes")
+          f"{dense:.2f} ms/step, optimizer state {dense_bytes:,} bytes, "
+          f"temp {runners['dense'].temp / 2**20:.1f} MB")
     header = (f"{'method':<18}{'steady':>9}{'update':>9}"
               f"{'amort/' + str(args.amortize):>12}{'state':>8}"
-              f"{'steady ms':>11}{'update ms':>11}")
+              f"{'steady ms':>11}{'update ms':>11}{'temp MB':>9}")
     print(header)
     print("-" * len(header))
     for m in methods:
@@ -201,6 +216,7 @@ def main():
       row += f"{runners[m + '/steady'].bytes / dense_bytes:>8.3f}"
       row += f"{steady * dense:>11.2f}"
       row += f"{update * dense:>11.2f}" if update else f"{'-':>11}"
+      row += f"{runners[m + '/steady'].temp / 2**20:>9.1f}"
       print(row)
 
 
