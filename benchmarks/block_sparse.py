@@ -19,8 +19,9 @@ beside the ideal, the density.
 "per-block": one ``fori_loop`` step per stored block, ``[M, b] @ [b, b]``
 added into its output column block in place (the library path before the
 pieces); "col-acc": per output block column, a loop over its blocks summing
-into a ``[M, b]`` accumulator written once; "pieces<=4": the library path
-with pieces of up to 4 blocks instead of 2; "gather+bmm": gather the ``x``
+into a ``[M, b]`` accumulator written once; "pieces<=2", "pieces<=4": the
+library path with pieces of at most 2 or 4 blocks; "gather+bmm": gather the
+``x``
 column blocks of every slot, one batched matmul, a sorted segment-sum into the
 output columns (materializes ``capacity x M x b`` twice); "col-ELL": per
 output block column, one matmul contracting over its blocks, padded to the
@@ -28,8 +29,9 @@ largest block count of any column (fast for column-balanced masks, but its
 width depends on the topology, so it is not jit-stable); "to dense": scatter
 the blocks into a dense matrix, then one dense matmul. The library path
 (``pallas_kernels/block_sparse/reference.py``) cuts each output block
-column's stored blocks into pieces of 2 (and 1), one matmul per piece added
-into the output column block in place.
+column's stored blocks into pieces of ``min(8, 256 // b)`` blocks (and
+smaller powers of two for the remainder), one matmul per piece added into the
+output column block in place.
 """
 
 from __future__ import annotations
@@ -223,8 +225,8 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
   head = ("| M=N=K | block | density | dense ms | sparse ms | ratio | "
           "median ratio | CPU-time ratio | ideal |")
   if variants:
-    head += (" per-block | col-acc | pieces<=4 | gather+bmm | col-ELL |"
-             " to dense |")
+    head += (" per-block | col-acc | pieces<=2 | pieces<=4 | gather+bmm |"
+             " col-ELL | to dense |")
   print(head)
   print("|" + "---:|" * (head.count("|") - 1))
   dense_fn = jax.jit(lambda x, w: x @ w)
@@ -246,8 +248,10 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
           todense = jax.jit(lambda x, w: x @ w.to_dense())
           per_block = _per_block_variant(wm)
           col_acc = _col_acc_variant(wm)
+          pieces2 = jax.jit(lambda x, w: reference.matmul(x, w, _max_piece=2))
           pieces4 = jax.jit(lambda x, w: reference.matmul(x, w, _max_piece=4))
           fns.update(per_block=lambda: per_block(x), col_acc=lambda: col_acc(x),
+                     pieces2=lambda: pieces2(x, wm),
                      pieces4=lambda: pieces4(x, wm),
                      gather=lambda: gather(x), ell=lambda: ell(x),
                      todense=lambda: todense(x, wm))
@@ -267,7 +271,7 @@ def run_table(sizes, blocks, densities, rounds, seed, variants):
                f"| {cbest['sparse'] / cbest['dense']:.3f} | {dens:.3f} |")
         if variants:
           row += "".join(f" {best[k] / best['dense']:.3f} |"
-                         for k in ("per_block", "col_acc", "pieces4",
+                         for k in ("per_block", "col_acc", "pieces2", "pieces4",
                                    "gather", "ell", "todense"))
         print(row, flush=True)
   print(f"load average {os.getloadavg()[0]:.1f} at the end")

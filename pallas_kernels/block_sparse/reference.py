@@ -8,49 +8,50 @@ Three products cover the forward and backward passes of ``y = x @ W``:
 - :func:`sdd`: ``x.T @ dy`` sampled at the stored blocks (the gradient of the
   block data), zero in the padding slots.
 
-Each is a ``lax.fori_loop`` with a traced trip count, so the work follows
-``nnz``, not the capacity, and a new topology at the same capacity reuses the
-compiled program. Nothing of size ``nnz x M x b`` is materialized.
+Each is made of ``lax.fori_loop``s with traced trip counts, so the work
+follows ``nnz``, not the capacity, and a new topology at the same capacity
+reuses the compiled program. Nothing of size ``nnz x M x b`` is materialized.
 
-- Per-block loop (:func:`matmul_t`, :func:`sdd`, and :func:`matmul` for fewer
-  than 2048 rows): one step per stored block slices the operand's column
-  block, multiplies it by the stored block and adds the product into its
-  output column block in place (``dynamic_update_slice`` on the loop carry).
-- Pieces (:func:`matmul` from 2048 rows): the stored blocks of each output
-  block column (contiguous slots ``col_offsets[j]`` to ``col_offsets[j + 1]``
-  in the block-CSC order) are cut into pieces of 2 blocks, plus one of 1 for
-  an odd count. A piece is one matmul: its two ``x`` column blocks stacked
-  into ``[M, 2 b]`` times its two blocks stacked into ``[2 b, b]``, then one
-  read-modify-write of the output column block instead of two. One loop per
-  piece size.
+- Pieces (:func:`matmul`): the stored blocks of each output block column
+  (contiguous slots ``col_offsets[j]`` to ``col_offsets[j + 1]`` in the
+  block-CSC order) are cut into pieces of ``p = min(8, 256 // bk)`` blocks,
+  then one piece per set bit of the remainder (``p`` is rounded down to a
+  power of two). A piece of ``s`` blocks is one matmul, its ``s`` column
+  blocks of ``x`` stacked into ``[M, s * bk]`` times its ``s`` blocks stacked
+  into ``[s * bk, bn]``, and one read-modify-write of the output column block
+  instead of ``s``. One loop per piece size.
+- Per-block loop (:func:`matmul_t`, :func:`sdd`): one step per stored block
+  slices the operand's column block, multiplies it by the stored block and
+  adds the product into its output column block in place (or writes the
+  gradient block to its slot).
 
-What was measured (``benchmarks/block_sparse.py --variants``, float32, 128 x
-128 blocks, the project's 2-core AVX-512 host; best-of-20 wall-time ratios to
-dense ``x @ W`` timed in the same run; ratios move by about +-0.03 between
-runs on this shared host):
+What was measured (``benchmarks/block_sparse.py --variants`` and probes,
+float32, the project's 2-core AVX-512 host, best wall-time ratios to dense
+``x @ W`` timed interleaved in the same run; they move by +-0.03 or more
+between runs on this shared host):
 
 - XLA:CPU already runs each ``[M, 128] @ [128, 128]`` product on both cores
   at about the dense matmul's FLOP rate (0.19 ms for ``M = 2048``, 350 GFLOP/s
-  against 360-400 for dense). The loop is not single-threaded: a batched
-  matmul over two row halves was no faster (within noise), and row halves as
+  against 360-400 for dense): the per-block loop is not single-threaded. A
+  batched matmul over two row halves was no faster, and row halves as
   separate products or two blocks per step into two accumulators were slower
-  (up to 1.7x at ``M = 1024``). The products alone, without slicing or
-  accumulating,
-  take 0.29x dense at 25 % density and 0.11x (2048) to 0.13x (1024) at 10 %,
-  so the 0.35x / 0.15x targets leave almost nothing for the rest.
-- ``M = 2048``: pieces of 2 give 0.19x at 10 % and 0.38-0.42x at 25 %
-  against 0.19-0.21x and 0.44-0.47x for the per-block loop; pieces of up to 4
-  are about the same as 2 (0.19x, 0.38-0.41x); a per-column ``[M, b]``
-  accumulator written once is 0.20x and 0.41-0.46x.
-- ``M = 1024``: the per-block loop is best (0.15-0.20x at 10 %, 0.41-0.44x at
-  25 %); pieces cost more in fixed overhead than they save there (0.20-0.26x
-  at 10 %).
-- Stacking with ``concatenate`` or ``take`` (an extra copy or a slow gather
-  on XLA:CPU), a gather + batched matmul + segment-sum (0.19-0.56x at 10 %,
-  0.59-1.24x at 25 %), column-ELL (not jit-stable) and densify-then-matmul
-  were slower still.
-- The backward products gained nothing from pieces (``dy @ W.T`` and the
-  block gradient within +-0.02), so they keep the per-block loop.
+  (up to 1.7x at ``M = 1024``). With 128 x 128 blocks the products alone,
+  without slicing or accumulating, take 0.29x dense at 25 % density and
+  0.11x (2048) to 0.13x (1024) at 10 %, which leaves almost nothing of the
+  issue's 0.35x / 0.15x targets for the rest.
+- Pieces against the per-block loop (10 % / 25 % density): 32 x 32 blocks
+  0.48-0.49x / 0.83-0.98x against 0.55-0.84x / 1.37-2.0x (pieces of 8);
+  64 x 64 blocks 0.27x / 0.57-0.71x against 0.33-0.42x / 0.89-1.02x (4);
+  128 x 128 blocks at ``M = 2048`` 0.18-0.19x / 0.38-0.42x against
+  0.19-0.21x / 0.44-0.47x (2); at ``M = 1024`` the two are within noise
+  (0.15-0.20x / 0.39-0.43x).
+- A per-column ``[M, b]`` accumulator written once, stacking with
+  ``concatenate`` or ``take`` (an extra copy or a slow gather on XLA:CPU),
+  pieces of 16, a gather + batched matmul + segment-sum, column-ELL (not
+  jit-stable) and densify-then-matmul were slower.
+- With 128 x 128 blocks the backward products gained nothing from pieces
+  (``dy @ W.T`` and the block gradient within +-0.02), so they keep the
+  per-block loop.
 """
 
 from __future__ import annotations
@@ -63,10 +64,14 @@ from jax.sharding import PartitionSpec
 
 __all__ = ("matmul", "matmul_t", "sdd")
 
-# Forward pieces: up to _MAX_PIECE blocks per matmul, from _PIECE_MIN_ROWS
-# rows of x on (measured on CPU; see the module docstring).
-_MAX_PIECE = 2
-_PIECE_MIN_ROWS = 2048
+# Forward pieces contract up to _PIECE_DEPTH rows of W, at most _MAX_PIECE
+# blocks (measured on CPU; see the module docstring).
+_PIECE_DEPTH = 256
+_MAX_PIECE = 8
+
+
+def _default_piece(bk):
+  return min(_MAX_PIECE, max(1, _PIECE_DEPTH // bk))
 
 
 def _acc_type(dtype):
@@ -114,7 +119,7 @@ def _accumulate(a, w, *, out_cols, in_ids, out_ids, in_block, out_block,
   return out.astype(out_dtype)
 
 
-def _pieces(offsets, capacity, max_piece=_MAX_PIECE):
+def _pieces(offsets, capacity, max_piece):
   """Cuts every segment into pieces of ``max_piece`` blocks and fewer.
 
   Segment ``j`` holds positions ``offsets[j]`` to ``offsets[j + 1]``. It gets
@@ -189,14 +194,14 @@ def matmul(x, w, *, out_dtype=None, _max_piece=None):
     w: ``BlockSparseMatrix`` of shape ``[K, N]``.
     out_dtype: result dtype; default ``result_type(x, w.dtype)``.
     _max_piece: private (tests, benchmark variants): largest piece in blocks;
-      1 is the per-block loop. Default: by the number of rows (module doc).
+      1 is the per-block loop. Default: ``256 // bk`` blocks, at most 8.
 
   Returns:
     ``[M, N]``.
   """
   out_dtype = out_dtype or jnp.result_type(x.dtype, w.dtype)
   if _max_piece is None:
-    _max_piece = _MAX_PIECE if x.shape[0] >= _PIECE_MIN_ROWS else 1
+    _max_piece = _default_piece(w.block_shape[0])
   if _max_piece > 1:
     return _matmul_pieces(x, w, max_piece=_max_piece, out_dtype=out_dtype)
   bk, bn = w.block_shape
