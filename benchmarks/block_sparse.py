@@ -21,13 +21,12 @@ added into its output column block in place (the library path before the
 pieces); "col-acc": per output block column, a loop over its blocks summing
 into a ``[M, b]`` accumulator written once; "pieces<=2", "pieces<=4": the
 library path with pieces of at most 2 or 4 blocks; "gather+bmm": gather the
-``x``
-column blocks of every slot, one batched matmul, a sorted segment-sum into the
-output columns (materializes ``capacity x M x b`` twice); "col-ELL": per
-output block column, one matmul contracting over its blocks, padded to the
-largest block count of any column (fast for column-balanced masks, but its
-width depends on the topology, so it is not jit-stable); "to dense": scatter
-the blocks into a dense matrix, then one dense matmul. The library path
+``x`` column blocks of every slot, one batched matmul, a sorted segment-sum
+into the output columns (materializes ``capacity x M x b`` twice);
+"col-ELL": per output block column, one matmul contracting over its blocks,
+padded to the largest block count of any column (fast for column-balanced
+masks, but its width depends on the topology, so it is not jit-stable); "to
+dense": scatter the blocks into a dense matrix, then one dense matmul. The library path
 (``pallas_kernels/block_sparse/reference.py``) cuts each output block
 column's stored blocks into pieces of ``min(8, 256 // b)`` blocks (and
 smaller powers of two for the remainder), one matmul per piece added into the
