@@ -26,9 +26,9 @@ into the output columns (materializes ``capacity x M x b`` twice);
 "col-ELL": per output block column, one matmul contracting over its blocks,
 padded to the largest block count of any column (fast for column-balanced
 masks, but its width depends on the topology, so it is not jit-stable); "to
-dense": scatter the blocks into a dense matrix, then one dense matmul. The library path
-(``pallas_kernels/block_sparse/reference.py``) cuts each output block
-column's stored blocks into pieces of ``min(8, 256 // b)`` blocks (and
+dense": scatter the blocks into a dense matrix, then one dense matmul. The
+library path (``pallas_kernels/block_sparse/reference.py``) cuts each output
+block column's stored blocks into pieces of ``min(8, 256 // b)`` blocks (and
 smaller powers of two for the remainder), one matmul per piece added into the
 output column block in place.
 """

@@ -49,9 +49,11 @@ between runs on this shared host):
   ``concatenate`` or ``take`` (an extra copy or a slow gather on XLA:CPU),
   pieces of 16, a gather + batched matmul + segment-sum, column-ELL (not
   jit-stable) and densify-then-matmul were slower.
-- With 128 x 128 blocks the backward products gained nothing from pieces
-  (``dy @ W.T`` and the block gradient within +-0.02), so they keep the
-  per-block loop.
+- The backward products keep the per-block loop: pieces were no consistent
+  win there. With 128 x 128 blocks both stayed within +-0.02 at 2048 and
+  ``dy @ W.T`` got slower at 1024 (0.62x against 0.45x at 25 %); with 32 x 32
+  blocks at 2048 ``dy @ W.T`` gained (0.51x / 1.18x against 0.81x / 2.22x)
+  but the block gradient lost (0.59x / 1.75x against 0.43x / 1.08x).
 """
 
 from __future__ import annotations
