@@ -8,7 +8,7 @@ Three products cover the forward and backward passes of ``y = x @ W``:
 - :func:`sdd`: ``x.T @ dy`` sampled at the stored blocks (the gradient of the
   block data), zero in the padding slots.
 
-Each is made of ``lax.fori_loop``s with traced trip counts, so the work
+Each runs ``lax.fori_loop`` loops with traced trip counts, so the work
 follows ``nnz``, not the capacity, and a new topology at the same capacity
 reuses the compiled program. Nothing of size ``nnz x M x b`` is materialized.
 
@@ -45,10 +45,10 @@ between runs on this shared host):
   128 x 128 blocks at ``M = 2048`` 0.18-0.19x / 0.38-0.42x against
   0.19-0.21x / 0.44-0.47x (2); at ``M = 1024`` the two are within noise
   (0.15-0.20x / 0.39-0.43x).
-- A per-column ``[M, b]`` accumulator written once, stacking with
-  ``concatenate`` or ``take`` (an extra copy or a slow gather on XLA:CPU),
-  pieces of 16, a gather + batched matmul + segment-sum, column-ELL (not
-  jit-stable) and densify-then-matmul were slower.
+- Pieces of 16 were no better than 8. A per-column ``[M, b]`` accumulator
+  written once, stacking with ``concatenate`` or ``take`` (an extra copy or a
+  slow gather on XLA:CPU), a gather + batched matmul + segment-sum,
+  column-ELL (not jit-stable) and densify-then-matmul were slower.
 - The backward products keep the per-block loop: pieces were no consistent
   win there. With 128 x 128 blocks both stayed within +-0.02 at 2048 and
   ``dy @ W.T`` got slower at 1024 (0.62x against 0.45x at 25 %); with 32 x 32
