@@ -117,10 +117,12 @@ def _time_interleaved(fns, rounds):
     jax.block_until_ready(f())
   wall = {k: [] for k in fns}
   cpu = {k: [] for k in fns}
-  for _ in range(rounds):
-    for k, f in fns.items():
+  keys = list(fns)
+  for r in range(rounds):
+    # Rotate the order so that no variant always runs right after dense.
+    for k in keys[r % len(keys):] + keys[:r % len(keys)]:
       t, c = time.perf_counter(), time.process_time()
-      jax.block_until_ready(f())
+      jax.block_until_ready(fns[k]())
       wall[k].append(time.perf_counter() - t)
       cpu[k].append(time.process_time() - c)
   return wall, cpu
