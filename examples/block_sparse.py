@@ -252,11 +252,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_args(argv)
-  data = datasets.load_fashion_mnist(args.data_dir)
-  if args.limit is not None:
-    data = data._replace(
-        x_train=data.x_train[:args.limit], y_train=data.y_train[:args.limit],
-        x_test=data.x_test[:args.limit], y_test=data.y_test[:args.limit])
+  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
   print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} "
         f"test examples; MLP {data.x_train.shape[1]} (padded to "
         f"{padded_width(data.x_train.shape[1])}) -> 1024 -> 1024 -> 10, "

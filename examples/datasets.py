@@ -111,6 +111,14 @@ class Dataset(NamedTuple):
   y_test: np.ndarray
   name: str
 
+  def head(self, limit: int | None) -> "Dataset":
+    """The first ``limit`` training and test examples (all of them if None)."""
+    if limit is None:
+      return self
+    return self._replace(
+        x_train=self.x_train[:limit], y_train=self.y_train[:limit],
+        x_test=self.x_test[:limit], y_test=self.y_test[:limit])
+
 
 class DownloadError(RuntimeError):
   """A download failed or did not match its expected SHA-256."""

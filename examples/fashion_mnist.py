@@ -407,11 +407,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict:
   """Runs the example; returns the results written to the JSON file."""
   args = parse_args(argv)
-  data = datasets.load_fashion_mnist(args.data_dir)
-  if args.limit is not None:
-    data = data._replace(
-        x_train=data.x_train[:args.limit], y_train=data.y_train[:args.limit],
-        x_test=data.x_test[:args.limit], y_test=data.y_test[:args.limit])
+  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
   print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} "
         f"test examples of {data.x_train.shape[1]} features; method "
         f"{args.method}, sparsity {args.sparsity}, {args.epochs} epochs")

@@ -171,11 +171,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  data = datasets.load_fashion_mnist(args.data_dir)
-  if args.limit is not None:
-    data = data._replace(
-        x_train=data.x_train[:args.limit], y_train=data.y_train[:args.limit],
-        x_test=data.x_test[:args.limit], y_test=data.y_test[:args.limit])
+  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
   print(f"data: {data.name}; {args.rounds} rounds of {args.epochs} epochs, "
         f"rate {args.rate} (output layer {args.output_rate}), rewind step "
         f"{args.rewind_step}")

@@ -202,12 +202,7 @@ def main(argv=None):
                       help="directory for the PNG and the JSON of results")
   args = parser.parse_args(argv)
 
-  data = datasets.load_fashion_mnist(args.data_dir)
-  if args.limit is not None:
-    data = data._replace(x_train=data.x_train[:args.limit],
-                         y_train=data.y_train[:args.limit],
-                         x_test=data.x_test[:args.limit],
-                         y_test=data.y_test[:args.limit])
+  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
   eval_batch = min(args.eval_batch_size, len(data.x_test))
   # Expert choice needs T * 2 / E whole; round the batches down to that.
   eval_batch -= eval_batch % (EXPERTS // 2)
