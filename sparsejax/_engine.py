@@ -236,6 +236,13 @@ def grown_positions(new_masks: Any, old_masks: Any) -> Any:
       is_leaf=_tree.is_none)
 
 
+def kept_positions(new_masks: Any, old_masks: Any) -> Any:
+  """Positions active before and after: ``new & old`` (``None`` for dense)."""
+  return jax.tree.map(
+      lambda n, o: None if n is None else n & o, new_masks, old_masks,
+      is_leaf=_tree.is_none)
+
+
 def reset_slots(inner: optax.GradientTransformation, inner_state: Any,
                 grown: Any) -> Any:
   """Zeroes every params-shaped slot of any inner optimizer where grown."""
@@ -419,15 +426,11 @@ def sparse_wrapper(
                                     grown_positions(new, old))
         return new, mstate, inner_state
 
-      def kept(new, old):
-        return jax.tree.map(lambda n, o: None if n is None else n & o, new,
-                            old, is_leaf=_tree.is_none)
-
       if skip_inner_on_update:
         masks, method_state, inner_state, out = _skip_inner_step(
             update_now, state, method_state, updates, params, extra_args,
             step_key, inner_step=inner_step, finish=finish,
-            mask_update=mask_update, kept=kept)
+            mask_update=mask_update)
       elif update_after_inner:
         # Optimizer step with the old masks, then new masks from the stepped
         # weights and state (grown weights stay 0 on this step).
@@ -447,7 +450,7 @@ def sparse_wrapper(
           new, mstate, inner_state = mask_update(old, mstate, inner_state,
                                                  stepped, grads, key)
           return (new, mstate, inner_state,
-                  finish(params, kept(new, old), inner_updates))
+                  finish(params, kept_positions(new, old), inner_updates))
 
         masks, method_state, inner_state, inner_updates = run_if(
             update_now, after_inner_step,
@@ -467,7 +470,8 @@ def sparse_wrapper(
             (params, updates, step_key))
         inner_updates, inner_state = inner_step(
             params, masks, inner_state, method_state, updates, extra_args)
-        out = finish(params, kept(masks, state.masks), inner_updates)
+        out = finish(params, kept_positions(masks, state.masks),
+                     inner_updates)
     new_count = optax.safe_increment(count)
     return out, SparseState(
         count=new_count, masks=masks, key=key,
@@ -478,8 +482,7 @@ def sparse_wrapper(
 
 
 def _skip_inner_step(update_now, state, method_state, updates, params,
-                     extra_args, key, *, inner_step, finish, mask_update,
-                     kept):
+                     extra_args, key, *, inner_step, finish, mask_update):
   """A step that takes no optimizer step when it updates the masks (RigL).
 
   Two loops of 0 or 1 trips, one per branch. The gradients' buffer carries
@@ -506,7 +509,8 @@ def _skip_inner_step(update_now, state, method_state, updates, params,
     new, mstate, inner_state = mask_update(old, mstate, inner_state, params,
                                            grads, key)
     zeros = jax.tree.map(jnp.zeros_like, out_struct)
-    return new, mstate, inner_state, finish(params, kept(new, old), zeros)
+    return (new, mstate, inner_state,
+            finish(params, kept_positions(new, old), zeros))
 
   buf = updates if in_place else jax.tree.map(
       lambda o: jnp.zeros(o.shape, o.dtype), out_struct)
