@@ -120,6 +120,10 @@ def active_rows(x, block_rows):
   return idx, jnp.sum(active, dtype=jnp.int32)
 
 
+def _n_steps(count, block_rows):
+  return (count + block_rows - 1) // block_rows
+
+
 def _block(x, idx, count, i, block_rows):
   start = i * block_rows
   ii = lax.dynamic_slice(idx, (start,), (block_rows,))
@@ -145,9 +149,8 @@ def _row_sum_forward(x, w, idx, count, block_rows, acc_dtype):
       step = term if step is None else step + term
     return acc + step
 
-  n_steps = (count + block_rows - 1) // block_rows
-  acc = jnp.zeros((b, n), acc_dtype)
-  return lax.fori_loop(0, n_steps, body, acc)
+  return lax.fori_loop(0, _n_steps(count, block_rows), body,
+                       jnp.zeros((b, n), acc_dtype))
 
 
 def _dot_forward(x, w, idx, count, block_rows, acc_dtype):
@@ -156,9 +159,8 @@ def _dot_forward(x, w, idx, count, block_rows, acc_dtype):
     return acc + jnp.dot(xg.astype(acc_dtype),
                          _gather_rows(w, ii).astype(acc_dtype))
 
-  n_steps = (count + block_rows - 1) // block_rows
-  acc = jnp.zeros((x.shape[0], w.shape[1]), acc_dtype)
-  return lax.fori_loop(0, n_steps, body, acc)
+  return lax.fori_loop(0, _n_steps(count, block_rows), body,
+                       jnp.zeros((x.shape[0], w.shape[1]), acc_dtype))
 
 
 def forward(x, w, idx, count, *, block_rows, out_dtype):
@@ -186,8 +188,6 @@ def forward(x, w, idx, count, *, block_rows, out_dtype):
 
 def weight_grad(x, g, idx, count, *, block_rows, d, out_dtype):
   """`x.T @ g` [d, n], computed only at the rows `idx[:count]`."""
-  n_blocks = (count + block_rows - 1) // block_rows
-
   acc_dtype = _acc_dtype(x, g)
 
   def body(i, dw):
@@ -197,4 +197,5 @@ def weight_grad(x, g, idx, count, *, block_rows, d, out_dtype):
     return dw.at[ii].add(rows, indices_are_sorted=True)
 
   dw = jnp.zeros((d, g.shape[1]), acc_dtype)
-  return lax.fori_loop(0, n_blocks, body, dw).astype(out_dtype)
+  return lax.fori_loop(0, _n_steps(count, block_rows), body,
+                       dw).astype(out_dtype)
