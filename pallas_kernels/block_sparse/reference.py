@@ -102,6 +102,12 @@ def _trip_count(w):
   return jnp.clip(w.nnz, 0, w.capacity).astype(jnp.int32)
 
 
+def _add_columns(out, start, prod):
+  """``out[:, start:start + width] += prod``, in place in a loop carry."""
+  cols = lax.dynamic_slice_in_dim(out, start, prod.shape[1], axis=1)
+  return lax.dynamic_update_slice_in_dim(out, cols + prod, start, axis=1)
+
+
 def _accumulate(a, w, *, out_cols, in_ids, out_ids, in_block, out_block,
                 transpose_w, out_dtype):
   """``out[:, o_z] += a[:, i_z] @ op(data[z])`` for the stored blocks ``z``."""
@@ -111,10 +117,8 @@ def _accumulate(a, w, *, out_cols, in_ids, out_ids, in_block, out_block,
 
   def body(z, out):
     ab = lax.dynamic_slice_in_dim(a, in_ids[z] * in_block, in_block, axis=1)
-    col = out_ids[z] * out_block
-    ob = lax.dynamic_slice_in_dim(out, col, out_block, axis=1)
     prod = lax.dot_general(ab, data[z], dims, preferred_element_type=acc)
-    return lax.dynamic_update_slice_in_dim(out, ob + prod, col, axis=1)
+    return _add_columns(out, out_ids[z] * out_block, prod)
 
   out = lax.fori_loop(0, _trip_count(w), body,
                       _zeros_rows_like(a, out_cols, acc))
@@ -180,9 +184,7 @@ def _matmul_pieces(x, w, *, max_piece, out_dtype):
       blocks = lax.dynamic_slice_in_dim(data, pos, size, axis=0)
       prod = jnp.dot(g, blocks.reshape(size * bk, bn),
                      preferred_element_type=acc)
-      col = segs[i] * bn
-      ob = lax.dynamic_slice_in_dim(out, col, bn, axis=1)
-      return lax.dynamic_update_slice_in_dim(out, ob + prod, col, axis=1)
+      return _add_columns(out, segs[i] * bn, prod)
 
     out = lax.fori_loop(0, count, body, out)
   return out.astype(out_dtype)
