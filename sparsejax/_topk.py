@@ -149,14 +149,16 @@ def radix_topk(keys: jax.Array, k: jax.Array) -> jax.Array:
                         at_least[jnp.minimum(d + 1, bins - 1)], 0)
     remaining = remaining - above_d
     prefix = (prefix << width) | d.astype(jnp.uint32)
+    # After the last digit, the entries equal to the k-th key.
+    tie_count = hist[jnp.clip(d, 0, bins - 1)]
   above = keys > prefix
   ties = keys == prefix
-  needed = k - jnp.sum(above, dtype=jnp.int32)
+  # The histograms already give both counts (`remaining` ties are needed):
+  # no pass over the keys to count them.
 
   def first_ties():
     rank = jnp.cumsum(ties.ravel().astype(jnp.int32)).reshape(keys.shape)
-    return above | (ties & (rank <= needed))
+    return above | (ties & (rank <= remaining))
 
-  out = lax.cond(jnp.sum(ties, dtype=jnp.int32) == needed,
-                 lambda: above | ties, first_ties)
+  out = lax.cond(tie_count == remaining, lambda: above | ties, first_ties)
   return jnp.where(k <= 0, False, jnp.where(k >= size, True, out))

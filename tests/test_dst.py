@@ -379,6 +379,19 @@ def test_radix_topk_matches_numpy_with_ties():
     np.testing.assert_array_equal(got, _top(x, k), err_msg=f"{x}, k={k}")
 
 
+def test_radix_topk_tie_counts_from_histograms():
+  # The tie count comes from the last histogram: check every k on arrays
+  # whose ties are all taken, none taken, or split (many equal keys).
+  rng = np.random.default_rng(1)
+  topk = jax.jit(_common.topk1)
+  for values in (rng.integers(0, 3, size=(5, 7)), rng.normal(size=(5, 7))):
+    x = values.astype(np.float32)
+    x[0, :3] = -0.0  # ties with 0.0
+    for k in range(x.size + 1):
+      got = np.asarray(topk(jnp.asarray(x), k))
+      np.testing.assert_array_equal(got, _top(x, k), err_msg=f"k={k}")
+
+
 # ------------------------------------------------------------ MEST, GraNet
 
 
