@@ -405,6 +405,15 @@ def sparse_wrapper(
           jax.tree.map(lambda p, u: (-p).astype(u.dtype), params,
                        inner_updates))
 
+    def stepped_params(params, masks, inner_updates):
+      # The weights after the optimizer step with `masks` (grown weights are
+      # still 0 there).
+      if exact_zero:
+        inner_updates = _where_tree(
+            masks, inner_updates, jax.tree.map(jnp.zeros_like, inner_updates))
+      return jax.tree.map(lambda p, u: p + u.astype(p.dtype), params,
+                          inner_updates)
+
     if update_masks is None:
       masks = state.masks
       inner_updates, inner_state = inner_step(
@@ -415,45 +424,77 @@ def sparse_wrapper(
       # A mask update runs in a loop of 0 or 1 trips (`run_if`), not a
       # `lax.cond`, so that the inner state and the other large buffers are
       # updated in place; it reads the old masks only inside itself.
-      def mask_update(old, mstate, inner_state, mask_params, grads, key):
-        new, mstate = update_masks(MaskUpdate(
+      def new_masks(old, mstate, inner_state, mask_params, grads, key):
+        return update_masks(MaskUpdate(
             params=mask_params, grads=grads, masks=old,
             budgets=budgets(params, count), sparsity=sparsity_at(count),
             key=key, count=count, inner_state=inner_state,
             method_state=mstate, block_shape=block_shape))
-        if reset_grown_slots:
-          inner_state = reset_slots(inner, inner_state,
-                                    grown_positions(new, old))
-        return new, mstate, inner_state
+
+      def reset_grown(inner_state, new, old):
+        if not reset_grown_slots:
+          return inner_state
+        return reset_slots(inner, inner_state, grown_positions(new, old))
+
+      def mask_update(old, mstate, inner_state, mask_params, grads, key):
+        new, mstate = new_masks(old, mstate, inner_state, mask_params, grads,
+                                key)
+        return new, mstate, reset_grown(inner_state, new, old)
 
       if skip_inner_on_update:
         masks, method_state, inner_state, out = _skip_inner_step(
             update_now, state, method_state, updates, params, extra_args,
             step_key, inner_step=inner_step, finish=finish,
             mask_update=mask_update)
-      elif update_after_inner:
+      elif update_after_inner and not reset_grown_slots:
         # Optimizer step with the old masks, then new masks from the stepped
-        # weights and state (grown weights stay 0 on this step).
+        # weights and state. The loop takes the optimizer step again for
+        # itself rather than reading the one below: a loop operand is a
+        # buffer on every step, so the updates would be written out instead
+        # of fused into `apply_updates`. (Not with slot resets: a reset after
+        # the in-place step makes XLA copy the state; see below.)
+        def step_then_masks(carry, consts):
+          old, mstate, inner_state = carry
+          params, grads, key, extra = consts
+          inner_updates, stepped_state = inner_step(
+              params, old, inner_state, mstate, grads, extra)
+          new, mstate = new_masks(old, mstate, stepped_state,
+                                  stepped_params(params, old, inner_updates),
+                                  grads, key)
+          # The state passes through the loop, which orders the in-place step
+          # below after it; the barrier keeps XLA from seeing the pass-through
+          # and taking the state out of the loop.
+          return new, mstate, lax.optimization_barrier(inner_state)
+
+        masks, new_method_state, inner_state = run_if(
+            update_now, step_then_masks,
+            (state.masks, method_state, state.inner_state),
+            (params, updates, step_key, extra_args))
+        inner_updates, inner_state = inner_step(
+            params, state.masks, inner_state, method_state, updates,
+            extra_args)
+        method_state = new_method_state
+        out = finish(params, kept_positions(masks, state.masks),
+                     inner_updates)
+      elif update_after_inner:
+        # As above, with the grown slots reset after the optimizer step. The
+        # updates go through the loop: read beside an in-place reset, the
+        # stepped state would be recomputed from the old one (a copy).
         inner_updates, inner_state = inner_step(
             params, state.masks, state.inner_state, method_state, updates,
             extra_args)
-        if exact_zero:
-          inner_updates = _where_tree(
-              state.masks, inner_updates,
-              jax.tree.map(jnp.zeros_like, inner_updates))
 
-        def after_inner_step(carry, consts):
+        def masks_after_step(carry, consts):
           old, mstate, inner_state, inner_updates = carry
           params, grads, key = consts
-          stepped = jax.tree.map(lambda p, u: p + u.astype(p.dtype), params,
-                                 inner_updates)
-          new, mstate, inner_state = mask_update(old, mstate, inner_state,
-                                                 stepped, grads, key)
+          new, mstate, inner_state = mask_update(
+              old, mstate, inner_state,
+              stepped_params(params, old, inner_updates), grads, key)
           return (new, mstate, inner_state,
                   finish(params, kept_positions(new, old), inner_updates))
 
         masks, method_state, inner_state, inner_updates = run_if(
-            update_now, after_inner_step,
+            update_now, masks_after_step,
             (state.masks, method_state, inner_state, inner_updates),
             (params, updates, step_key))
         # Applying the new masks again changes nothing on a mask-update step

@@ -33,6 +33,15 @@ TRANSFORMS = {
         inner, sparsity=lambda count: 0.9, update_every=NEVER),
     "random_pruning": lambda inner: sj.random_pruning(
         inner, sparsity=lambda count: 0.9, update_every=NEVER),
+    "srigl": lambda inner: sj.srigl(inner, sparsity=0.9, end_step=NEVER,
+                                    update_every=NEVER),
+    "mest": lambda inner: sj.mest(inner, sparsity=0.9, update_every=NEVER,
+                                  total_steps=NEVER),
+    "granet": lambda inner: sj.granet(inner, sparsity=0.9,
+                                      update_every=NEVER, total_steps=NEVER),
+    "ste": lambda inner: sj.ste(inner, sparsity=lambda count: 0.9,
+                                update_every=NEVER),
+    "nm_sparse": lambda inner: sj.nm_sparse(inner, n=2, m=4),
 }
 
 
