@@ -9,9 +9,9 @@ the entries above it, plus the entries equal to it of lowest linear index;
   flattening a sharded array fails under explicit sharding (and all-gathers it
   otherwise), so this is the path for sharded arrays and for a top-k across
   several arrays.
-* :func:`radix_topk` finds the key by a three-digit radix select over
-  histograms, in a few passes instead of over thirty; the histograms scatter
-  into a flattened array, so it serves one unsharded array.
+* :func:`radix_topk` finds the key by a radix select over histograms of two
+  or three digits, in a few passes instead of over thirty; the histograms
+  scatter from a flattened array, so it serves one unsharded array.
 """
 
 from collections.abc import Sequence
@@ -114,13 +114,50 @@ def is_unsharded(x: jax.Array) -> bool:
   return spec is None or all(e is None for e in spec)
 
 
+# Key bits per radix pass. Two passes of 16 bits are faster from about 2**16
+# entries up (one scatter fewer); below, 65536-bin histograms cost more than
+# the entries do.
+_SMALL_DIGITS = ((21, 11), (10, 11), (0, 10))
+_LARGE_DIGITS = ((16, 16), (0, 16))
+_LARGE_SIZE = 1 << 16
+
+
+def _pick_digit(hist: jax.Array,
+                remaining: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The digit holding the ``remaining``-th largest entry of a histogram.
+
+  Returns ``(d, above)``: the largest ``d`` with ``count(digit >= d) >=
+  remaining``, and ``count(digit > d)``. Suffix sums run over rows of the
+  histogram, then within the chosen row only, not over all its bins.
+  """
+  rows = hist.reshape(min(256, hist.size), -1)
+  n_rows, n_cols = rows.shape
+
+  def last_reaching(at_least):  # the largest i with at_least[i] >= remaining
+    i = jnp.sum(at_least >= remaining, dtype=jnp.int32) - 1
+    return jnp.clip(i, 0, at_least.size - 1)
+
+  def after(at_least, i, default):  # at_least[i + 1], or default at the end
+    return jnp.where(i + 1 < at_least.size,
+                     at_least[jnp.minimum(i + 1, at_least.size - 1)], default)
+
+  rows_at_least = jnp.cumsum(jnp.sum(rows, axis=1)[::-1])[::-1]
+  r = last_reaching(rows_at_least)
+  above_row = after(rows_at_least, r, 0)
+  row = lax.dynamic_index_in_dim(rows, r, keepdims=False)
+  at_least = jnp.cumsum(row[::-1])[::-1] + above_row
+  c = last_reaching(at_least)
+  return r * n_cols + c, after(at_least, c, above_row)
+
+
 @jax.jit
 def radix_topk(keys: jax.Array, k: jax.Array) -> jax.Array:
   """Mask of the ``k`` largest ``keys`` of one unsharded array.
 
   The same selection as :func:`topk_keys` (ties to the lower row-major
-  index). Histograms of 11, 11 and 10 key bits give the k-th largest key
-  exactly; a running count picks among ties only when some must be left out.
+  index). Histograms of the key's digits (two of 16 bits, or 11, 11 and 10
+  bits for arrays under 65536 entries) give the k-th largest key exactly; a
+  running count picks among ties only when some must be left out.
 
   Args:
     keys: ``uint32`` order keys (see :func:`order_key`).
@@ -130,31 +167,27 @@ def radix_topk(keys: jax.Array, k: jax.Array) -> jax.Array:
     A bool mask shaped like ``keys`` with exactly ``k`` True entries.
   """
   size = keys.size
+  flat = keys.ravel()
   k = jnp.asarray(k, jnp.int32)
   prefix = jnp.uint32(0)
   remaining = k
-  for shift, width in ((21, 11), (10, 11), (0, 10)):
+  for shift, width in _LARGE_DIGITS if size >= _LARGE_SIZE else _SMALL_DIGITS:
     bins = 1 << width
-    digit = ((keys >> shift) & jnp.uint32(bins - 1)).astype(jnp.int32)
+    digit = ((flat >> shift) & jnp.uint32(bins - 1)).astype(jnp.int32)
     if shift + width < 32:
-      match = (keys >> (shift + width)) == prefix
-    else:
-      match = jnp.ones_like(keys, jnp.bool_)
-    hist = jnp.zeros((bins,), jnp.int32).at[digit.ravel()].add(
-        match.ravel().astype(jnp.int32))
-    # at_least[d]: entries with this prefix whose digit is >= d.
-    at_least = jnp.cumsum(hist[::-1])[::-1]
-    d = jnp.sum(at_least >= remaining, dtype=jnp.int32) - 1
-    above_d = jnp.where(d + 1 < bins,
-                        at_least[jnp.minimum(d + 1, bins - 1)], 0)
+      # Entries off the prefix found so far go to an extra bin, dropped.
+      digit = jnp.where((flat >> (shift + width)) == prefix, digit, bins)
+    hist = jnp.zeros((bins + 1,), jnp.int32).at[digit].add(
+        1, mode="promise_in_bounds")[:bins]
+    d, above_d = _pick_digit(hist, remaining)
     remaining = remaining - above_d
     prefix = (prefix << width) | d.astype(jnp.uint32)
-    # After the last digit, the entries equal to the k-th key.
-    tie_count = hist[jnp.clip(d, 0, bins - 1)]
+  # After the last digit: the entries equal to the k-th key, of which
+  # `remaining` are kept. The histograms give both counts, so no pass over
+  # the keys counts them.
+  tie_count = hist[d]
   above = keys > prefix
   ties = keys == prefix
-  # The histograms already give both counts (`remaining` ties are needed):
-  # no pass over the keys to count them.
 
   def first_ties():
     rank = jnp.cumsum(ties.ravel().astype(jnp.int32)).reshape(keys.shape)

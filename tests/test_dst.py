@@ -379,6 +379,18 @@ def test_radix_topk_matches_numpy_with_ties():
     np.testing.assert_array_equal(got, _top(x, k), err_msg=f"{x}, k={k}")
 
 
+def test_radix_topk_two_digit_path_matches_numpy():
+  # From 2**16 entries the selection takes two 16-bit digits.
+  rng = np.random.default_rng(2)
+  topk = jax.jit(_common.topk1)
+  x = rng.normal(size=(256, 300)).astype(np.float32)
+  x[:, :100] = rng.integers(-2, 3, size=(256, 100))  # many ties
+  x[:64] = -np.inf  # inactive rows, all in one bin
+  for k in (0, 1, 5000, 25600, 51199, 51200, 60000, x.size - 1, x.size):
+    got = np.asarray(topk(jnp.asarray(x), k))
+    np.testing.assert_array_equal(got, _top(x, k), err_msg=f"k={k}")
+
+
 def test_radix_topk_tie_counts_from_histograms():
   # The tie count comes from the last histogram: check every k on arrays
   # whose ties are all taken, none taken, or split (many equal keys).
