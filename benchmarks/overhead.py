@@ -23,11 +23,10 @@ On CPU that scratch is one ``malloc`` per call. glibc serves allocations
 above its mmap threshold (at most 32 MiB by default) with fresh pages, so a
 step whose scratch exceeds it page-faults every page it touches on every
 call, dense Adam included once the model is large enough. The mask-update
-branch of the drop-and-grow methods puts the medium MLP's step past it
-(dense 7.6 MB, RigL 44 MB), which costs its steady step about 0.5x of the
-dense time; ``MALLOC_MMAP_THRESHOLD_=1073741824`` in the environment removes
-that (medium RigL 2.8x -> 1.6x before the engine ran its branches as
-loops).
+loop's scratch counts even on steps that skip it: on the medium MLP (dense
+7.6 MB) SET, MEST, SRigL and SNFS are past it (46-83 MB, steady steps
+1.7-3.0x), RigL and magnitude pruning just under it (31-32 MB, 1.2x).
+``MALLOC_MMAP_THRESHOLD_=1073741824`` in the environment removes the faults.
 
 Run: ``python benchmarks/overhead.py [--quick] [--models small,medium]``
 """
