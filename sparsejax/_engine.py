@@ -423,7 +423,7 @@ def sparse_wrapper(
     else:
       # A mask update runs in a loop of 0 or 1 trips (`run_if`), not a
       # `lax.cond`, so that the inner state and the other large buffers are
-      # updated in place; it reads the old masks only inside itself.
+      # updated in place.
       def new_masks(old, mstate, inner_state, mask_params, grads, key):
         return update_masks(MaskUpdate(
             params=mask_params, grads=grads, masks=old,

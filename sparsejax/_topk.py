@@ -131,7 +131,7 @@ def _pick_digit(hist: jax.Array,
   histogram, then within the chosen row only, not over all its bins.
   """
   rows = hist.reshape(min(256, hist.size), -1)
-  n_rows, n_cols = rows.shape
+  n_cols = rows.shape[1]
 
   def last_reaching(at_least):  # the largest i with at_least[i] >= remaining
     i = jnp.sum(at_least >= remaining, dtype=jnp.int32) - 1
