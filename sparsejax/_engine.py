@@ -209,6 +209,11 @@ def _where_tree(cond_tree: Any, true_tree: Any, false_tree: Any) -> Any:
       cond_tree, true_tree, false_tree, is_leaf=_tree.is_none)
 
 
+def _zero_where_pruned(masks: Any, tree: Any) -> Any:
+  """``tree`` with its sparse leaves set to 0 where ``masks`` is False."""
+  return _where_tree(masks, tree, jax.tree.map(jnp.zeros_like, tree))
+
+
 def run_if(pred: jax.Array, fn: Callable[[Any, Any], Any], operand: Any,
            consts: Any = ()) -> Any:
   """``fn(operand, consts)`` if the scalar ``pred`` holds, else ``operand``.
@@ -229,18 +234,21 @@ def run_if(pred: jax.Array, fn: Callable[[Any, Any], Any], operand: Any,
                        operand)
 
 
+def _combine_masks(fn: Callable[[jax.Array, jax.Array], jax.Array],
+                   new_masks: Any, old_masks: Any) -> Any:
+  return jax.tree.map(
+      lambda n, o: None if n is None else fn(n, o), new_masks, old_masks,
+      is_leaf=_tree.is_none)
+
+
 def grown_positions(new_masks: Any, old_masks: Any) -> Any:
   """Positions that became active: ``new & ~old`` (``None`` for dense)."""
-  return jax.tree.map(
-      lambda n, o: None if n is None else n & ~o, new_masks, old_masks,
-      is_leaf=_tree.is_none)
+  return _combine_masks(lambda n, o: n & ~o, new_masks, old_masks)
 
 
 def kept_positions(new_masks: Any, old_masks: Any) -> Any:
   """Positions active before and after: ``new & old`` (``None`` for dense)."""
-  return jax.tree.map(
-      lambda n, o: None if n is None else n & o, new_masks, old_masks,
-      is_leaf=_tree.is_none)
+  return _combine_masks(lambda n, o: n & o, new_masks, old_masks)
 
 
 def reset_slots(inner: optax.GradientTransformation, inner_state: Any,
@@ -391,7 +399,7 @@ def sparse_wrapper(
       if transform_grads is not None:
         grads = transform_grads(grads, params, masks, mstate)
       if mask_gradients:
-        grads = _where_tree(masks, grads, jax.tree.map(jnp.zeros_like, grads))
+        grads = _zero_where_pruned(masks, grads)
       return inner.update(grads, inner_state, params, **extra)
 
     def finish(params, kept, inner_updates):
@@ -409,8 +417,7 @@ def sparse_wrapper(
       # The weights after the optimizer step with `masks` (grown weights are
       # still 0 there).
       if exact_zero:
-        inner_updates = _where_tree(
-            masks, inner_updates, jax.tree.map(jnp.zeros_like, inner_updates))
+        inner_updates = _zero_where_pruned(masks, inner_updates)
       return jax.tree.map(lambda p, u: p + u.astype(p.dtype), params,
                           inner_updates)
 
