@@ -2,8 +2,9 @@
 """Grouped matmul (``jax.lax.ragged_dot``) for Mixture-of-Experts.
 
 ``reference`` is the XLA implementation, ``tpu`` the Mosaic TPU Pallas
-kernels, and ``ops`` the public :func:`gmm` / :func:`tgmm` with their custom
-VJP and the dispatch between the two.
+kernels, ``gpu`` the Pallas Triton kernels for GPUs, and ``ops`` the public
+:func:`gmm` / :func:`tgmm` with their custom VJP and the dispatch between
+them.
 """
 
 from pallas_kernels.gmm.ops import gmm

@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pallas_kernels.gmm import gpu
 from pallas_kernels.gmm import reference
 from pallas_kernels.gmm import tpu
 
 __all__ = ("gmm", "tgmm")
 
-_IMPLEMENTATIONS = ("xla", "pallas_tpu")
+_IMPLEMENTATIONS = ("xla", "pallas_tpu", "pallas_gpu")
 
 
 class _Config(NamedTuple):
@@ -59,21 +60,28 @@ def gmm(lhs, rhs, group_sizes, *, preferred_element_type=None,
       dtype of ``lhs`` and ``rhs``. The Pallas kernel accumulates in float32
       either way.
     transpose_rhs: multiply by ``rhs[g].T`` instead of ``rhs[g]``.
-    tiling: ``(tm, tk, tn)`` tile sizes of the Pallas kernel (default
-      ``(128, 128, 128)``); ``tm`` a multiple of 8, ``tk`` and ``tn``
-      multiples of 128. A dimension smaller than its tile is one whole tile.
-      The XLA implementation has no tiles and does not use it.
-    implementation: ``None`` (``"pallas_tpu"`` on a TPU backend or when
-      ``interpret`` is given, else ``"xla"``), ``"xla"``
-      (:func:`jax.lax.ragged_dot_general`) or ``"pallas_tpu"`` (the Mosaic
-      TPU kernel of :mod:`pallas_kernels.gmm.tpu`). An explicit
-      implementation is used as given, whatever the default backend, so
-      ``"pallas_tpu"`` can be lowered for TPU with :func:`jax.export.export`
-      on a CPU host.
+    tiling: ``(tm, tk, tn)`` tile sizes of the Pallas kernel. For
+      ``"pallas_tpu"`` (default ``(128, 128, 128)``) ``tm`` is a multiple of
+      8, ``tk`` and ``tn`` multiples of 128, and a dimension smaller than its
+      tile is one whole tile. For ``"pallas_gpu"`` (default
+      ``(128, 64, 128)``) all three are powers of two of at least 16. The XLA
+      implementation has no tiles and does not use it.
+    implementation: ``None`` (``"pallas_tpu"`` on a TPU backend,
+      ``"pallas_gpu"`` on a GPU backend, else ``"xla"``; with ``interpret``
+      given, ``"pallas_gpu"`` on a GPU backend and ``"pallas_tpu"``
+      elsewhere), ``"xla"`` (:func:`jax.lax.ragged_dot_general`),
+      ``"pallas_tpu"`` (the Mosaic TPU kernel of
+      :mod:`pallas_kernels.gmm.tpu`) or ``"pallas_gpu"`` (the Pallas Triton
+      kernel of :mod:`pallas_kernels.gmm.gpu`, tiled over the rows of each
+      group without padding groups to a capacity). An explicit
+      implementation is used as given, whatever the default backend, so a
+      CPU host can lower ``"pallas_tpu"`` for TPU and ``"pallas_gpu"`` for
+      CUDA with :func:`jax.export.export` (the latter with the Triton
+      custom-call check disabled, see :mod:`pallas_kernels.gmm.gpu`).
     interpret: run the Pallas kernel in interpret mode: ``True`` (the HLO
       interpreter) or a :class:`jax.experimental.pallas.tpu.InterpretParams`
-      (the TPU simulator, which also checks block indices and revisit order).
-      Selects ``"pallas_tpu"`` when ``implementation`` is ``None``.
+      (the TPU simulator, which also checks block indices, slices and
+      revisit order).
 
   Returns:
     ``[m, n]`` array.
@@ -81,9 +89,6 @@ def gmm(lhs, rhs, group_sizes, *, preferred_element_type=None,
   Raises:
     ValueError: if a shape, dtype or option is invalid; the message names
       the argument.
-      ``implementation="pallas_gpu"`` is refused too: there is no Pallas GPU
-      grouped matmul; ``"xla"`` uses XLA's own GPU lowering of
-      ``ragged_dot``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -94,6 +99,9 @@ def gmm(lhs, rhs, group_sizes, *, preferred_element_type=None,
     >>> gmm(lhs, rhs, group_sizes)[:, 0]
     Array([1., 1., 3., 3., 0.], dtype=float32)
     >>> gmm(lhs, rhs, group_sizes, interpret=True)[:, 0]  # the Pallas kernel
+    Array([1., 1., 3., 3., 0.], dtype=float32)
+    >>> gmm(lhs, rhs, group_sizes, implementation="pallas_gpu",
+    ...     interpret=True)[:, 0]  # the GPU kernel, interpreted
     Array([1., 1., 3., 3., 0.], dtype=float32)
 
   References:
@@ -138,8 +146,8 @@ def tgmm(lhs, grad, group_sizes, *, preferred_element_type=None, tiling=None,
       dtype of ``lhs`` and ``grad``.
     tiling: ``(tm, tk, tn)`` tile sizes of the Pallas kernel (see
       :func:`gmm`).
-    implementation: ``None``, ``"xla"`` or ``"pallas_tpu"`` (see
-      :func:`gmm`).
+    implementation: ``None``, ``"xla"``, ``"pallas_tpu"`` or
+      ``"pallas_gpu"`` (see :func:`gmm`).
     interpret: Pallas interpret mode (see :func:`gmm`).
 
   Returns:
@@ -243,7 +251,8 @@ def _gmm_forward(lhs, rhs, group_sizes, config):
   if 0 in (m, k, n):
     return jnp.zeros((m, n), config.out_dtype)
   lhs, rhs = _promote(lhs, rhs)
-  return tpu.gmm(lhs, rhs, group_sizes, preferred_element_type=config.out_dtype,
+  kernels = gpu if config.implementation == "pallas_gpu" else tpu
+  return kernels.gmm(lhs, rhs, group_sizes, preferred_element_type=config.out_dtype,
                  tiling=config.tiling, transpose_rhs=config.transpose_rhs,
                  interpret=config.interpret)
 
@@ -256,7 +265,8 @@ def _tgmm_forward(lhs, grad, group_sizes, config):
   if 0 in (m, k, n):
     return jnp.zeros((group_sizes.shape[0], k, n), config.out_dtype)
   lhs, grad = _promote(lhs, grad)
-  return tpu.tgmm(lhs, grad, group_sizes,
+  kernels = gpu if config.implementation == "pallas_gpu" else tpu
+  return kernels.tgmm(lhs, grad, group_sizes,
                   preferred_element_type=config.out_dtype,
                   tiling=config.tiling, interpret=config.interpret)
 
@@ -305,15 +315,13 @@ def _check_group_sizes(group_sizes, num_groups, m, groups_from):
 
 def _make_config(implementation, interpret, tiling, out_dtype, transpose_rhs):
   if implementation is None:
-    if interpret is not None and interpret is not False:
+    backend = jax.default_backend()
+    if backend == "gpu":
+      implementation = "pallas_gpu"
+    elif backend == "tpu" or (interpret is not None and interpret is not False):
       implementation = "pallas_tpu"
     else:
-      implementation = ("pallas_tpu" if jax.default_backend() == "tpu"
-                        else "xla")
-  elif implementation == "pallas_gpu":
-    raise ValueError(
-        "implementation='pallas_gpu': gmm has no Pallas GPU kernel; use "
-        "implementation='xla' (XLA lowers ragged_dot for GPU itself).")
+      implementation = "xla"
   elif implementation not in _IMPLEMENTATIONS:
     raise ValueError(f"implementation must be None or one of "
                      f"{_IMPLEMENTATIONS}, got {implementation!r}.")
@@ -325,18 +333,24 @@ def _make_config(implementation, interpret, tiling, out_dtype, transpose_rhs):
   elif interpret is None:
     interpret = False
   return _Config(implementation, jnp.dtype(out_dtype), transpose_rhs,
-                 _check_tiling(tiling), interpret)
+                 _check_tiling(tiling, implementation), interpret)
 
 
-def _check_tiling(tiling):
+def _check_tiling(tiling, implementation):
+  gpu_rule = implementation == "pallas_gpu"
   if tiling is None:
-    return tpu.DEFAULT_TILING
+    return gpu.DEFAULT_TILING if gpu_rule else tpu.DEFAULT_TILING
   try:
     tm, tk, tn = (int(t) for t in tiling)
     ok = tuple(tiling) == (tm, tk, tn)
   except (TypeError, ValueError):
     ok = False
-  if not ok or min(tm, tk, tn) <= 0 or tm % 8 or tk % 128 or tn % 128:
+  if gpu_rule:
+    if not ok or any(t < 16 or t & (t - 1) for t in (tm, tk, tn)):
+      raise ValueError(
+          "tiling must be (tm, tk, tn) powers of two of at least 16 for "
+          f"implementation='pallas_gpu' (Triton dot), got {tiling!r}.")
+  elif not ok or min(tm, tk, tn) <= 0 or tm % 8 or tk % 128 or tn % 128:
     raise ValueError(
         "tiling must be (tm, tk, tn) positive ints with tm a multiple of 8 "
         f"and tk, tn multiples of 128 (the TPU block rule), got {tiling!r}.")
