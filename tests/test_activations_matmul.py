@@ -104,7 +104,7 @@ def test_gradients_match_dense_formulas():
 def test_rejects_bad_arguments():
   x, w = jnp.ones((2, 4)), jnp.ones((4, 3))
   with pytest.raises(ValueError, match="implementation"):
-    sparse_input_matmul(x, w, implementation="pallas_tpu")
+    sparse_input_matmul(x, w, implementation="cuda")
   with pytest.raises(ValueError, match="block_rows"):
     sparse_input_matmul(x, w, block_rows=0)
   with pytest.raises(ValueError, match="block_rows"):

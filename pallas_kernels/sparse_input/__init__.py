@@ -3,8 +3,10 @@
 
 `reference` is the XLA implementation (active-row listing, then a loop
 over the active rows: a fused row sum for small batches, a blocked gather
-and dot for larger ones), `ops` the public :func:`sparse_input_matmul` with
-its custom VJP.
+and dot for larger ones), `gpu` a Triton split-K kernel over the active
+rows (TEAL-style), `tpu` a Mosaic kernel over the active row blocks
+(scalar prefetch), `ops` the public :func:`sparse_input_matmul` with its
+custom VJP and the dispatch.
 """
 
 from pallas_kernels.sparse_input.ops import sparse_input_matmul
