@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from sparsejax import _specs
 from sparsejax import _tree
 from sparsejax import distributions as _distributions
 from sparsejax import masks as _masks
@@ -52,6 +53,7 @@ class SparseState(NamedTuple):
   pruned_scale: Any = None  # None, or shape=(), dtype=jnp.float32.
 
 
+
 class MaskUpdate(NamedTuple):
   """What a method's mask-update function is given.
 
@@ -71,6 +73,8 @@ class MaskUpdate(NamedTuple):
     inner_state: the wrapped optimizer's state.
     method_state: the method's own state.
     block_shape: ``None`` for element granularity, else ``(bm, bn)``.
+    to_view: moves another params-shaped tree (e.g. an optimizer slot) into
+      the view the other fields are in (see :mod:`sparsejax._specs`).
   """
 
   params: Any
@@ -83,6 +87,7 @@ class MaskUpdate(NamedTuple):
   inner_state: Any
   method_state: Any
   block_shape: tuple[int, int] | None
+  to_view: Callable[[Any], Any] = lambda tree: tree
 
 
 InitMasksFn = Callable[[jax.Array, Any, Any, Any], Any]
@@ -202,6 +207,30 @@ def budgets_for(sparsities: Any, params: Any,
   return _tree.map_with_path(one, sparsities, params)
 
 
+def promoted(params: Any, updates: Any) -> Any:
+  """``updates`` in the wider of each leaf's param and update dtypes."""
+  return jax.tree.map(
+      lambda p, u: u if u is None else u.astype(jnp.promote_types(p.dtype,
+                                                                  u.dtype)),
+      params, updates, is_leaf=_tree.is_none)
+
+
+def budgeted_rule(budgets: Any) -> Callable[[str, Any], bool]:
+  """A ``where`` rule selecting the leaves that have a budget."""
+  chosen = {p for p, b in _tree.leaves_with_paths(budgets) if b is not None}
+  return lambda path, leaf: path in chosen
+
+
+def check_specs(specs: Any) -> Any:
+  """``specs`` as given (``None``, a spec tree) or inferred from a model."""
+  if specs is None:
+    return None
+  if _specs.is_nnx_module(specs):
+    return _specs.leaf_specs(specs)
+  _specs.specs_by_path(specs)  # raises for leaves that are not specs
+  return specs
+
+
 def _where_tree(cond_tree: Any, true_tree: Any, false_tree: Any) -> Any:
   """``jnp.where`` per leaf; a ``None`` condition keeps ``true_tree``."""
   return jax.tree.map(
@@ -284,6 +313,7 @@ def sparse_wrapper(
     transform_grads: Callable[[Any, Any, Any, Any], Any] | None = None,
     pruned_scale: Any = None,
     update_after_inner: bool = False,
+    specs: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   """Builds a weight-sparsity transform that wraps ``inner``.
 
@@ -302,7 +332,9 @@ def sparse_wrapper(
       masks that never change.
     begin_step: the first mask-update step.
     end_step: the last step at which masks may change (``None``: no end).
-    init_method_state: ``params -> method_state`` (default: ``()``).
+    init_method_state: ``(params, where) -> method_state`` (default:
+      ``()``), given the params in their view and the rule that selects the
+      sparse leaves of the view.
     accumulate: ``(method_state, grads, params, masks) -> method_state``, run
       on every step before the mask update (e.g. movement scores).
     skip_inner_on_update: on a mask-update step, apply no optimizer step (and
@@ -326,6 +358,11 @@ def sparse_wrapper(
       the current masks, then compute the new masks from the stepped weights
       and the stepped inner state (optimizer step, then mask update, as SET,
       SNFS, MEST and GraNet do); grown weights stay 0 on that step.
+    specs: ``None`` (infer each leaf's axes from the params at ``init``,
+      NNX metadata included), an NNX model, or a tree of
+      :class:`sparsejax.LeafSpec` (see :func:`sparsejax.leaf_specs`). The
+      method functions see every sparse leaf in its view: ``[*window,
+      fan_in, fan_out]``, one array per stacked slice.
 
   Returns:
     The corresponding :class:`optax.GradientTransformationExtraArgs`.
@@ -344,15 +381,22 @@ def sparse_wrapper(
     raise ValueError(
         "`distribution` must be 'uniform', 'er', 'erk' or a callable, got "
         f"{distribution!r}.")
+  specs = check_specs(specs)
 
   def sparsity_at(count):
     return sparsity(count) if callable(sparsity) else sparsity
 
-  def budgets(params, count):
-    s = sparsity_at(count)
-    dist = (distribution if callable(distribution) else
-            _distributions.resolve(distribution, s, where=where))
-    return budgets_for(leaf_sparsities(dist, params), params, block_shape)
+  def budgets(view, params, count):
+    """Kept entries per sparse slice, in the view."""
+    if callable(distribution):
+      per_leaf = view.expand(_tree.align(
+          leaf_sparsities(distribution, params), params,
+          name="distribution(params)", check_shapes=False))
+    else:
+      dist = _distributions.resolve(distribution, sparsity_at(count),
+                                    where=view.sparse_rule())
+      per_leaf = leaf_sparsities(dist, view.to(params))
+    return budgets_for(per_leaf, view.to(params), block_shape)
 
   def scale_at(count):
     if pruned_scale is None:
@@ -360,16 +404,50 @@ def sparse_wrapper(
     beta = pruned_scale(count) if callable(pruned_scale) else pruned_scale
     return jnp.asarray(beta, jnp.float32)
 
+  # The specs `init` resolved, by the params' structure and shapes. `init`
+  # may see NNX variables whose metadata names stacked axes, `update` only
+  # raw arrays: both must use one view of every leaf. (Not in the state: a
+  # structure that depends on the params breaks `optax.tree.map_params`.)
+  resolved_specs = {}
+
+  def signature(raw):
+    return (jax.tree.structure(raw, is_leaf=_tree.is_none),
+            tuple(None if x is None else tuple(np.shape(x))
+                  for x in jax.tree.leaves(raw, is_leaf=_tree.is_none)))
+
+  def specs_of(params):
+    found = resolved_specs.get(signature(params))
+    if found is not None:
+      return found
+    return tuple(_specs.resolve(specs, where, params, chosen_by(params)))
+
+  def chosen_by(raw):
+    """The leaves a callable distribution makes sparse (else None)."""
+    if not callable(distribution):
+      return None
+    return [s is not None for s in jax.tree.leaves(
+        _tree.align(leaf_sparsities(distribution, raw), raw,
+                    name="distribution(params)", check_shapes=False),
+        is_leaf=_tree.is_none)]
+
   def init_fn(params):
     key = canonical_key(seed)
     key, init_key = jax.random.split(key)
-    b = budgets(params, jnp.zeros([], jnp.int32))
-    masks = _tree.align(init_masks(init_key, params, b, block_shape), params,
-                        name="masks")
+    raw = _tree.unwrap_variables(params)
+    resolved = tuple(_specs.resolve(specs, where, params, chosen_by(raw)))
+    resolved_specs[signature(raw)] = resolved
+    view = _specs.View(resolved, raw)
+    b = budgets(view, raw, jnp.zeros([], jnp.int32))
+    view_params = view.to(raw)
+    view_masks = _tree.align(init_masks(init_key, view_params, b,
+                                        block_shape), view_params,
+                             name="masks")
+    masks = _tree.align(view.back(view_masks), params, name="masks")
     masks = jax.tree.map(
         lambda m: None if m is None else jnp.asarray(m, jnp.bool_), masks,
         is_leaf=_tree.is_none)
-    method_state = init_method_state(params) if init_method_state else ()
+    method_state = (init_method_state(view_params, view.sparse_rule())
+                    if init_method_state else ())
     return SparseState(
         count=jnp.zeros([], jnp.int32), masks=masks, key=key,
         inner_state=inner.init(params), method_state=method_state,
@@ -390,14 +468,17 @@ def sparse_wrapper(
     count = state.count
     key, step_key = jax.random.split(state.key)
     method_state = state.method_state
+    view = _specs.View(specs_of(params), params)
     if accumulate is not None:
-      method_state = accumulate(method_state, updates, params, state.masks)
+      method_state = accumulate(method_state, view.to(updates),
+                                view.to(params), view.to(state.masks))
     update_now = (jnp.zeros([], jnp.bool_) if update_masks is None
                   else is_update_step(count))
 
     def inner_step(params, masks, inner_state, mstate, grads, extra):
       if transform_grads is not None:
-        grads = transform_grads(grads, params, masks, mstate)
+        grads = view.back(transform_grads(view.to(grads), view.to(params),
+                                          view.to(masks), mstate))
       if mask_gradients:
         grads = _zero_where_pruned(masks, grads)
       return inner.update(grads, inner_state, params, **extra)
@@ -408,10 +489,10 @@ def sparse_wrapper(
       # params passed in were not yet zero there, e.g. dense at step 0).
       if not exact_zero:
         return inner_updates
-      return _where_tree(
-          kept, inner_updates,
-          jax.tree.map(lambda p, u: (-p).astype(u.dtype), params,
-                       inner_updates))
+      # `-p` in the wider of the two dtypes: f32 weights with bf16 updates
+      # must receive exactly -p, or `apply_updates` leaves a rounding error.
+      return _where_tree(kept, promoted(params, inner_updates),
+                         jax.tree.map(lambda p: -p, params))
 
     def stepped_params(params, masks, inner_updates):
       # The weights after the optimizer step with `masks` (grown weights are
@@ -432,11 +513,13 @@ def sparse_wrapper(
       # `lax.cond`, so that the inner state and the other large buffers are
       # updated in place.
       def new_masks(old, mstate, inner_state, mask_params, grads, key):
-        return update_masks(MaskUpdate(
-            params=mask_params, grads=grads, masks=old,
-            budgets=budgets(params, count), sparsity=sparsity_at(count),
-            key=key, count=count, inner_state=inner_state,
-            method_state=mstate, block_shape=block_shape))
+        new, mstate = update_masks(MaskUpdate(
+            params=view.to(mask_params), grads=view.to(grads),
+            masks=view.to(old), budgets=budgets(view, params, count),
+            sparsity=sparsity_at(count), key=key, count=count,
+            inner_state=inner_state, method_state=mstate,
+            block_shape=block_shape, to_view=view.to))
+        return view.back(new), mstate
 
       def reset_grown(inner_state, new, old):
         if not reset_grown_slots:
@@ -490,6 +573,7 @@ def sparse_wrapper(
         inner_updates, inner_state = inner_step(
             params, state.masks, state.inner_state, method_state, updates,
             extra_args)
+        inner_updates = promoted(params, inner_updates)
 
         def masks_after_step(carry, consts):
           old, mstate, inner_state, inner_updates = carry
@@ -541,8 +625,8 @@ def _skip_inner_step(update_now, state, method_state, updates, params,
     ``(masks, method_state, inner_state, updates)``.
   """
   inner = state.inner_state
-  out_struct = jax.eval_shape(lambda: inner_step(
-      params, state.masks, inner, method_state, updates, extra_args)[0])
+  out_struct = jax.eval_shape(lambda: promoted(params, inner_step(
+      params, state.masks, inner, method_state, updates, extra_args)[0]))
   in_place = all(jax.tree.leaves(jax.tree.map(
       lambda g, o: g.shape == o.shape and g.dtype == o.dtype, updates,
       out_struct)))
@@ -572,7 +656,7 @@ def _skip_inner_step(update_now, state, method_state, updates, params,
     grads = buf if in_place else grads
     inner_updates, inner_state = inner_step(params, masks, inner_state,
                                             mstate, grads, extra)
-    return inner_state, inner_updates
+    return inner_state, promoted(params, inner_updates)
 
   inner, buf = run_if(~update_now, ordinary_step, (inner, buf),
                       (params, grads_const, masks, method_state, extra_args))

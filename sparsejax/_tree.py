@@ -14,7 +14,7 @@ def is_none(x: Any) -> bool:
   return x is None
 
 
-def _is_variable(x: Any) -> bool:
+def is_variable(x: Any) -> bool:
   # Flax NNX variables (Param, OptVariable, ...) without importing flax.
   return (not isinstance(x, jax.Array | np.ndarray)
           and callable(getattr(x, "get_value", None))
@@ -24,8 +24,8 @@ def _is_variable(x: Any) -> bool:
 def unwrap_variables(tree: Any) -> Any:
   """Replaces Flax NNX variables by the arrays they hold (like nnx.as_pure)."""
   return jax.tree.map(
-      lambda x: x.get_value() if _is_variable(x) else x, tree,
-      is_leaf=lambda x: x is None or _is_variable(x))
+      lambda x: x.get_value() if is_variable(x) else x, tree,
+      is_leaf=lambda x: x is None or is_variable(x))
 
 
 def path_str(path: tuple[Any, ...]) -> str:
@@ -55,6 +55,13 @@ def path_str(path: tuple[Any, ...]) -> str:
 def leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
   """``(path, leaf)`` pairs in flattening order, ``None`` leaves included."""
   flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)
+  return [(path_str(p), leaf) for p, leaf in flat]
+
+
+def leaves_with_paths_variables(tree: Any) -> list[tuple[str, Any]]:
+  """Like :func:`leaves_with_paths`, with NNX variables kept as leaves."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=lambda x: x is None or is_variable(x))
   return [(path_str(p), leaf) for p, leaf in flat]
 
 

@@ -44,6 +44,7 @@ def movement_pruning(
     score_lr: float = 1e-2,
     distribution: str | Callable[[Any], Any] = "uniform",
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Movement pruning (hard top-k to a schedule, or soft by threshold).
@@ -85,6 +86,10 @@ def movement_pruning(
     distribution: hard variant: per-leaf budgets (``"uniform"``, ``"er"``,
       ``"erk"`` or a callable).
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key (kept in the state; unused by the rule).
 
   Returns:
@@ -166,8 +171,8 @@ def movement_pruning(
     end = begin_step
   return _engine.sparse_wrapper(
       inner, sparsity=0.0 if variant == "soft" else sparsity,
-      distribution=distribution, where=where, seed=seed,
+      distribution=distribution, where=where, specs=specs, seed=seed,
       update_every=update_every, begin_step=begin_step, end_step=end,
       init_masks=init_masks, update_masks=update_masks,
-      init_method_state=lambda params: _zeros_scores(params, where),
+      init_method_state=_zeros_scores,
       accumulate=accumulate, reset_grown_slots=False)

@@ -46,6 +46,7 @@ def static_sparse(
     masks: Any = None,
     distribution: str | Callable[[Any], Any] = "erk",
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   """Trains with a fixed sparsity mask: random from a budget, or given.
@@ -68,6 +69,10 @@ def static_sparse(
       sparsities`` (then ``sparsity`` is ``None``).
     where: which leaves are sparse (see :mod:`sparsejax.distributions`);
       default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key for the random masks.
 
   Returns:
@@ -115,6 +120,7 @@ def static_sparse(
 
     return _engine.sparse_wrapper(
         inner, sparsity=None, distribution=given_distribution, where=where,
+        specs=specs,
         seed=seed, update_every=1, init_masks=init_masks, update_masks=None)
   if callable(sparsity):
     raise ValueError(
@@ -125,6 +131,7 @@ def static_sparse(
   _engine.check_sparsity_arg(sparsity, allow_none=callable(distribution))
   return _engine.sparse_wrapper(
       inner, sparsity=sparsity, distribution=distribution, where=where,
+      specs=specs,
       seed=seed, update_every=1, init_masks=_random_masks, update_masks=None)
 
 
@@ -152,6 +159,7 @@ def magnitude_pruning(
     scope: str = "layer",
     distribution: str | Callable[[Any], Any] = "uniform",
     where: Any = None,
+    specs: Any = None,
     granularity: Any = "element",
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
@@ -185,6 +193,10 @@ def magnitude_pruning(
     distribution: per-leaf budgets with ``scope="layer"``: ``"uniform"``,
       ``"er"``, ``"erk"`` or a callable ``params -> per-leaf sparsities``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     granularity: ``"element"`` or a block shape ``(bm, bn)`` (whole blocks of
       the last two dimensions, ranked by the sum of their magnitudes).
     seed: an int or a PRNG key (kept in the state; unused by the rule).
@@ -232,6 +244,7 @@ def magnitude_pruning(
 
   return _engine.sparse_wrapper(
       inner, sparsity=sparsity, distribution=distribution, where=where,
+      specs=specs,
       seed=seed, update_every=update_every, begin_step=begin_step,
       end_step=_end_step(sparsity, begin_step, end_step),
       init_masks=_dense_masks, update_masks=update_masks,
@@ -247,6 +260,7 @@ def random_pruning(
     end_step: int | None = None,
     distribution: str | Callable[[Any], Any] = "uniform",
     where: Any = None,
+    specs: Any = None,
     granularity: Any = "element",
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
@@ -267,6 +281,10 @@ def random_pruning(
     distribution: per-leaf budgets: ``"uniform"``, ``"er"``, ``"erk"`` or a
       callable ``params -> per-leaf sparsities``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
     seed: an int or a PRNG key.
 
@@ -303,6 +321,7 @@ def random_pruning(
 
   return _engine.sparse_wrapper(
       inner, sparsity=sparsity, distribution=distribution, where=where,
+      specs=specs,
       seed=seed, update_every=update_every, begin_step=begin_step,
       end_step=_end_step(sparsity, begin_step, end_step),
       init_masks=_dense_masks, update_masks=update_masks,

@@ -63,6 +63,7 @@ def ste(
     scope: str = "layer",
     distribution: str | Callable[[Any], Any] = "uniform",
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Straight-through magnitude pruning: dense weights, top-k forward.
@@ -86,6 +87,10 @@ def ste(
     distribution: per-leaf budgets: ``"uniform"``, ``"er"``, ``"erk"`` or a
       callable ``params -> per-leaf sparsities``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key (kept in the state; unused by the rule).
 
   Returns:
@@ -122,6 +127,7 @@ def ste(
 
   return _engine.sparse_wrapper(
       inner, sparsity=sparsity, distribution=distribution, where=where,
+      specs=specs,
       seed=seed, update_every=update_every, begin_step=begin_step,
       end_step=end_step, init_masks=init_masks, update_masks=update_masks,
       mask_gradients=False, reset_grown_slots=False, exact_zero=False,
@@ -137,6 +143,7 @@ def top_kast(
     update_every: int = 1,
     distribution: str | Callable[[Any], Any] = "uniform",
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Top-KAST: a sparse forward set inside a larger backward set.
@@ -164,6 +171,10 @@ def top_kast(
     distribution: per-leaf budgets of both sets: ``"uniform"``, ``"er"`` or
       ``"erk"``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key (kept in the state; unused by the rule).
 
   Returns:
@@ -208,9 +219,9 @@ def top_kast(
   if _tree.is_concrete(penalty) and not penalty >= 0:
     raise ValueError(f"`penalty` must be >= 0, got {penalty!r}.")
 
-  def backward_set(params):
+  def backward_set(params, sparse_rule):
     dist = _distributions.resolve(distribution, backward_sparsity,
-                                  where=where)
+                                  where=sparse_rule)
     budgets = _engine.budgets_for(
         _engine.leaf_sparsities(dist, params), params, None)
     return _masks.topk(_live(params, budgets), budgets)
@@ -219,12 +230,12 @@ def top_kast(
     del key, block_shape
     return _masks.topk(_live(params, budgets), budgets)
 
-  def init_method_state(params):
-    return backward_set(_tree.unwrap_variables(params))
+  def init_method_state(params, sparse_rule):
+    return backward_set(_tree.unwrap_variables(params), sparse_rule)
 
   def update_masks(u: _engine.MaskUpdate):
     return (_masks.topk(_live(u.params, u.budgets), u.budgets),
-            backward_set(u.params))
+            backward_set(u.params, _engine.budgeted_rule(u.budgets)))
 
   def transform_grads(grads, params, masks, backward):
     def one(g, p, a, b):
@@ -241,7 +252,7 @@ def top_kast(
 
   return _engine.sparse_wrapper(
       inner, sparsity=forward_sparsity, distribution=distribution,
-      where=where, seed=seed, update_every=update_every,
+      where=where, specs=specs, seed=seed, update_every=update_every,
       init_masks=init_masks, update_masks=update_masks,
       init_method_state=init_method_state, transform_grads=transform_grads,
       mask_gradients=False, reset_grown_slots=False, exact_zero=False,
@@ -258,6 +269,7 @@ def nm_sparse(
     decay: Any = None,
     update_every: int = 1,
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""N:M sparse training with SR-STE and decaying masks (MDGF).
@@ -290,6 +302,10 @@ def nm_sparse(
     decay: ``None`` (hard masks), or a float or schedule :math:`\beta_t`.
     update_every: steps between mask updates.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key (kept in the state; unused by the rule).
 
   Returns:
@@ -345,6 +361,7 @@ def nm_sparse(
 
   return _engine.sparse_wrapper(
       inner, sparsity=1.0 - n / m, distribution="uniform", where=where,
+      specs=specs,
       seed=seed, update_every=update_every, init_masks=init_masks,
       update_masks=update_masks, transform_grads=transform_grads,
       pruned_scale=decay, mask_gradients=False, reset_grown_slots=False,

@@ -27,6 +27,7 @@ def granet(
     distribution: str | Callable[[Any], Any] = "erk",
     granularity: Any = "element",
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""GraNet: gradual pruning plus neuroregeneration, sparse or dense start.
@@ -72,6 +73,10 @@ def granet(
       ``"uniform"``).
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key for the initial random mask.
 
   Returns:
@@ -151,7 +156,7 @@ def granet(
 
   return _engine.sparse_wrapper(
       inner, sparsity=1.0 - init_density, distribution=distribution,
-      where=where, seed=seed, update_every=update_every,
+      where=where, specs=specs, seed=seed, update_every=update_every,
       begin_step=prune_begin + update_every, end_step=total_steps,
       init_masks=_common.random_init_masks, update_masks=update_masks,
       update_after_inner=True, reset_grown_slots=True,

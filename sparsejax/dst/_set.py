@@ -37,6 +37,7 @@ def set_(
     end_step: int | None = None,
     granularity: Any = "element",
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Sparse Evolutionary Training (SET).
@@ -78,6 +79,10 @@ def set_(
     end_step: last step at which the mask may change (default: none).
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key (initial mask and random regrowth).
 
   Returns:
@@ -133,6 +138,7 @@ def set_(
 
   return _engine.sparse_wrapper(
       inner, sparsity=sparsity, distribution=distribution, where=where,
+      specs=specs,
       seed=seed, update_every=update_every, begin_step=begin_step,
       end_step=end_step, init_masks=_common.random_init_masks,
       update_masks=update_masks, update_after_inner=True,

@@ -126,6 +126,7 @@ def snfs(
     begin_step: int | None = None,
     granularity: Any = "element",
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Sparse momentum (SNFS): prune by magnitude, regrow by momentum.
@@ -169,6 +170,10 @@ def snfs(
     begin_step: first mask-update step (default ``update_every``).
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key for the initial random mask.
 
   Returns:
@@ -206,7 +211,7 @@ def snfs(
 
   def update_masks(u: _engine.MaskUpdate):
     bs = u.block_shape
-    momentum = momentum_of(u.inner_state)
+    momentum = u.to_view(momentum_of(u.inner_state))
     items = _common.sparse_items(u, u.masks, u.params, momentum)
     if not items:
       return u.masks, u.method_state
@@ -240,12 +245,14 @@ def snfs(
     all_shares = u.method_state.shares.at[index].set(shares)
     return _common.rebuild(u, out), SnfsState(shares=all_shares)
 
-  def init_method_state(params):
+  def init_method_state(params, where):
+    del where
     return SnfsState(shares=jnp.zeros((len(jax.tree.leaves(params)),),
                                       jnp.float32))
 
   engine_tx = _engine.sparse_wrapper(
       inner, sparsity=sparsity, distribution=distribution, where=where,
+      specs=specs,
       seed=seed, update_every=update_every, begin_step=begin_step,
       end_step=total_steps, init_masks=_common.random_init_masks,
       update_masks=update_masks, update_after_inner=True,

@@ -66,6 +66,7 @@ def srigl(
     begin_step: int = 0,
     granularity: Any = "element",
     where: Any = None,
+    specs: Any = None,
     seed: int | jax.Array = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Structured RigL (SRigL): constant fan-in and dynamic neuron ablation.
@@ -110,6 +111,10 @@ def srigl(
     begin_step: first mask-update step.
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
+      infers them from the params at ``init``; an NNX model or a spec tree
+      makes budgets, selections, N:M groups and blocks per layer slice and
+      on the ``fan_in x fan_out`` view of attention and stacked kernels.
     seed: an int or a PRNG key for the initial random mask.
 
   Returns:
@@ -181,6 +186,7 @@ def srigl(
 
   return _engine.sparse_wrapper(
       inner, sparsity=sparsity, distribution=distribution, where=where,
+      specs=specs,
       seed=seed, update_every=update_every, begin_step=begin_step,
       end_step=end_step, init_masks=_const_fan_in_init,
       update_masks=update_masks, skip_inner_on_update=True,
