@@ -19,6 +19,9 @@ from sparsejax._engine import MaskUpdate
 from sparsejax._engine import SparseState
 from sparsejax._engine import forward_params
 from sparsejax._engine import get_masks
+from sparsejax._specs import LeafSpec
+from sparsejax._specs import leaf_specs
+from sparsejax._mask_schedule import is_mask_update_step
 from sparsejax.dst import granet
 from sparsejax.dst import mest
 from sparsejax.dst import rigl
@@ -57,6 +60,9 @@ __all__ = (
     "SparseState",
     "forward_params",
     "get_masks",
+    "LeafSpec",
+    "leaf_specs",
+    "is_mask_update_step",
     "granet",
     "mest",
     "rigl",
