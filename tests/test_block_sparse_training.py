@@ -1,0 +1,235 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+"""Block-sparse training through the kernels gives masked training's numbers.
+
+A small MLP is trained twice with the same seed and data: masked-dense (the
+plain model) and with its masked ``nnx.Linear`` layers on the block-sparse
+kernels (``sj.nn.block_sparse_kernels``; dense on mask-update steps). Masks
+must agree at every step and losses to float tolerance, through several mask
+updates, and the topology changes must compile nothing.
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sparsejax as sj
+import sparsejax.nn  # noqa: F401  (sj.nn)
+
+BLOCK = (8, 8)
+STEPS = 200
+EVERY = 25
+
+
+class MLP(nnx.Module):
+
+  def __init__(self, rngs):
+    self.fc1 = nnx.Linear(16, 64, rngs=rngs)
+    self.fc2 = nnx.Linear(64, 64, rngs=rngs)
+    self.fc3 = nnx.Linear(64, 8, rngs=rngs)
+
+  def __call__(self, x):
+    x = jax.nn.relu(self.fc1(x))
+    x = jax.nn.relu(self.fc2(x))
+    return self.fc3(x)
+
+
+WHERE = r"^fc[12]/kernel$"
+TRANSFORMS = {
+    "rigl": (lambda: sj.rigl(
+        optax.adam(1e-2), sparsity=0.75, end_step=160, update_every=EVERY,
+        granularity=BLOCK, where=WHERE, seed=1),
+             dict(update_every=EVERY, end_step=160)),
+    "set": (lambda: sj.set_(
+        optax.adam(1e-2), sparsity=0.75, update_every=EVERY, begin_step=0,
+        granularity=BLOCK, where=WHERE, distribution="uniform", seed=2),
+            dict(update_every=EVERY)),
+    "magnitude": (lambda: sj.magnitude_pruning(
+        optax.adam(1e-2), sparsity=0.5, update_every=EVERY,
+        granularity=BLOCK, where=WHERE),
+                  dict(update_every=EVERY)),
+}
+
+
+def _data(steps):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(steps, 32, 16)).astype(np.float32)
+  teacher = rng.normal(size=(16, 8)).astype(np.float32)
+  return x, np.tanh(x @ teacher)
+
+
+def _train(name, *, kernel):
+  make_tx, schedule = TRANSFORMS[name]
+  model = MLP(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, make_tx(), wrt=nnx.Param)
+  masks = sj.get_masks(optimizer.opt_state)
+  # Pruned weights are zero from the start, so both runs see the same model.
+  nnx.update(model, sj.masks.apply(nnx.state(model, nnx.Param), masks))
+  caps = sj.nn.block_capacities(masks, BLOCK)
+
+  def step(model, optimizer, x, y, *, sparse):
+    masks = sj.get_masks(optimizer.opt_state)
+
+    def loss_fn(model):
+      with sj.nn.block_sparse_kernels(model, masks, block_shape=BLOCK,
+                                      capacities=caps, enabled=sparse):
+        return jnp.mean((model(x) - y) ** 2)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+  sparse_step = nnx.jit(lambda m, o, x, y: step(m, o, x, y, sparse=True))
+  dense_step = nnx.jit(lambda m, o, x, y: step(m, o, x, y, sparse=False))
+  xs, ys = _data(STEPS)
+  losses, history, updates = [], [], 0
+  for t in range(STEPS):
+    update = sj.is_mask_update_step(optimizer.opt_state, **schedule)
+    assert update == sj.is_mask_update_step(t, **schedule)
+    updates += update
+    fn = dense_step if (update or not kernel) else sparse_step
+    losses.append(float(fn(model, optimizer, xs[t], ys[t])))
+    m = sj.get_masks(optimizer.opt_state)
+    history.append((np.asarray(m["fc1"]["kernel"]),
+                    np.asarray(m["fc2"]["kernel"])))
+  return np.array(losses), history, updates, (sparse_step, dense_step)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_kernel_training_matches_masked_training(name):
+  masked_losses, masked_masks, updates, _ = _train(name, kernel=False)
+  losses, masks, _, (sparse_step, dense_step) = _train(name, kernel=True)
+  assert updates >= 5
+  changed = sum(
+      not (np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]))
+      for a, b in zip(masks[:-1], masks[1:]))
+  if name != "magnitude":
+    assert changed >= 3  # drop-and-grow moved blocks several times
+  for t, (a, b) in enumerate(zip(masked_masks, masks)):
+    np.testing.assert_array_equal(a[0], b[0], err_msg=f"fc1, step {t}")
+    np.testing.assert_array_equal(a[1], b[1], err_msg=f"fc2, step {t}")
+  np.testing.assert_allclose(losses, masked_losses, rtol=2e-4, atol=1e-6)
+  assert losses[-20:].mean() < 0.8 * losses[:20].mean()  # it learns
+
+
+def test_topology_changes_compile_nothing():
+  compiles = []
+
+  def listener(event, duration, **kwargs):
+    del duration, kwargs
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    # Two programs (sparse, dense on mask-update steps), each compiled once;
+    # the rest of the loop (get_masks, the host checks) compiles a few tiny
+    # helpers once, on the first steps.
+    model = MLP(nnx.Rngs(0))
+    tx = sj.rigl(optax.adam(1e-2), sparsity=0.75, end_step=1000,
+                 update_every=3, granularity=BLOCK, where=WHERE)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    caps = sj.nn.block_capacities(sj.get_masks(optimizer.opt_state), BLOCK)
+
+    @nnx.jit(static_argnames="sparse")
+    def step(model, optimizer, x, y, sparse):
+      masks = sj.get_masks(optimizer.opt_state)
+
+      def loss_fn(model):
+        with sj.nn.block_sparse_kernels(model, masks, block_shape=BLOCK,
+                                        capacities=caps, enabled=sparse):
+          return jnp.mean((model(x) - y) ** 2)
+
+      loss, grads = nnx.value_and_grad(loss_fn)(model)
+      optimizer.update(model, grads)
+      return loss
+
+    xs, ys = _data(30)
+    seen = []
+    for t in range(30):
+      update = sj.is_mask_update_step(t, update_every=3, end_step=1000)
+      step(model, optimizer, xs[t], ys[t], not update)
+      m = sj.get_masks(optimizer.opt_state)
+      seen.append(np.concatenate([np.asarray(m["fc1"]["kernel"]).ravel(),
+                                  np.asarray(m["fc2"]["kernel"]).ravel()]))
+      if t == 5:
+        warm = len(compiles)
+    assert len(compiles) == warm  # 24 more steps, 8 new topologies: none
+    assert sum(not np.array_equal(a, b)
+               for a, b in zip(seen[5:-1], seen[6:])) >= 4
+  finally:
+    jax.monitoring.clear_event_listeners()
+
+
+def test_gradient_is_zero_outside_the_kept_blocks_and_dense_inside():
+  rng = np.random.default_rng(3)
+  kernel = jnp.asarray(rng.normal(size=(32, 48)), jnp.float32)
+  bmask = jnp.asarray(rng.random((4, 6)) < 0.4)
+  mask = jnp.repeat(jnp.repeat(bmask, 8, axis=0), 8, axis=1)
+  kernel = jnp.where(mask, kernel, 0.0)
+  x = jnp.asarray(rng.normal(size=(5, 32)), jnp.float32)
+
+  def sparse(x, k):
+    return jnp.sum(jnp.sin(sj.nn.block_sparse_apply(
+        x, k, mask, block_shape=(8, 8), capacity=12)))
+
+  def dense(x, k):
+    return jnp.sum(jnp.sin(x @ k))
+
+  gx, gk = jax.grad(sparse, argnums=(0, 1))(x, kernel)
+  dx, dk = jax.grad(dense, argnums=(0, 1))(x, kernel)
+  np.testing.assert_allclose(gx, dx, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(gk, jnp.where(mask, dk, 0.0), rtol=1e-5,
+                             atol=1e-5)
+  # The block mask is accepted as well.
+  np.testing.assert_allclose(
+      sj.nn.block_sparse_apply(x, kernel, bmask, block_shape=(8, 8),
+                               capacity=12), x @ kernel, rtol=1e-5,
+      atol=1e-5)
+
+
+def test_overflowing_capacity_gives_nan_not_a_wrong_result():
+  mask = jnp.ones((16, 16), bool)
+  y = jax.jit(lambda m: sj.nn.block_sparse_apply(
+      jnp.ones((2, 16)), jnp.ones((16, 16)), m, block_shape=(8, 8),
+      capacity=3))(mask)
+  assert bool(jnp.all(jnp.isnan(y)))
+
+
+def test_errors_name_the_leaf():
+  class Conv(nnx.Module):
+
+    def __init__(self, rngs):
+      self.lin = nnx.Linear(16, 16, rngs=rngs)
+      self.gen = nnx.LinearGeneral(16, (2, 8), rngs=rngs)
+
+    def __call__(self, x):
+      return self.lin(x) + self.gen(x).reshape(x.shape)
+
+  model = Conv(nnx.Rngs(0))
+  masks = {"lin": {"kernel": jnp.ones((16, 16), bool), "bias": None},
+           "gen": {"kernel": jnp.ones((16, 2, 8), bool), "bias": None}}
+  with pytest.raises(ValueError, match="'gen/kernel'"):
+    with sj.nn.block_sparse_kernels(model, masks, block_shape=(8, 8),
+                                    capacities=4):
+      pass
+  with sj.nn.block_sparse_kernels(model, masks, block_shape=(8, 8),
+                                  capacities=4, where=r"^lin/"):
+    y = model(jnp.ones((1, 16)))
+  assert y.shape == (1, 16)
+  assert model.lin.dot_general is jax.lax.dot_general  # restored
+  with pytest.raises(ValueError, match="2-D"):
+    sj.nn.block_sparse_apply(jnp.ones((1, 16)), jnp.ones((16, 2, 8)),
+                             jnp.ones((16, 2, 8), bool), block_shape=(8, 8),
+                             capacity=1, path="gen/kernel")
+  with pytest.raises(ValueError, match="does not divide leaf 'lin/kernel'"):
+    sj.nn.block_capacities({"lin": {"kernel": jnp.ones((16, 12), bool)}},
+                           (8, 8))
+  with pytest.raises(ValueError, match="capacities has no entry"):
+    with sj.nn.block_sparse_kernels(model, masks, block_shape=(8, 8),
+                                    capacities={"x": 1}, where=r"^lin/"):
+      pass
