@@ -5,6 +5,9 @@
 from sparsejax.nn.block_sparse import BlockSparseLinear
 from sparsejax.nn.block_sparse import BlockTopology
 from sparsejax.nn.block_sparse import block_sparse_linear
+from sparsejax.nn.block_sparse_training import block_capacities
+from sparsejax.nn.block_sparse_training import block_sparse_apply
+from sparsejax.nn.block_sparse_training import block_sparse_kernels
 from sparsejax.nn.activations import ActivationThreshold
 from sparsejax.nn.activations import GatedFFN
 from sparsejax.nn.activations import StatisticalTopK
@@ -20,6 +23,9 @@ __all__ = (
     "BlockSparseLinear",
     "BlockTopology",
     "block_sparse_linear",
+    "block_capacities",
+    "block_sparse_apply",
+    "block_sparse_kernels",
     "ActivationThreshold",
     "GatedFFN",
     "StatisticalTopK",
