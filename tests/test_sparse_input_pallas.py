@@ -47,10 +47,17 @@ def _close(got, want, dtype):
   np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
 
+# Batch 1 and 3 take the elementwise bodies, 12 the dot bodies of both
+# kernels; the remaining two combinations run in the slow tier.
+_FAST = [(1, jnp.float32), (1, jnp.bfloat16), (3, jnp.bfloat16),
+         (12, jnp.float32)]
+_SLOW = [pytest.param(3, jnp.float32, marks=pytest.mark.slow),
+         pytest.param(12, jnp.bfloat16, marks=pytest.mark.slow)]
+
+
 @pytest.mark.parametrize("impl", list(MODES))
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-@pytest.mark.parametrize("b", [1, 3, 12])
-def test_interpret_matches_xla(impl, dtype, b):
+@pytest.mark.parametrize("b,dtype", _FAST + _SLOW)
+def test_interpret_matches_xla(impl, b, dtype):
   # Random shapes (d not a multiple of the row blocks, n not a multiple of
   # the GPU column tile) at 0, 50, 90 and 100 % sparsity, one jit per case.
   rng = np.random.default_rng(b)
@@ -85,6 +92,25 @@ def test_clustered_blocks_and_gpu_splits(impl):
     ids, count = tpu.active_blocks(x, 8)
     assert int(count) == 4  # blocks 0, 5, 18 and 24 of 25
     y = tpu.matmul(x, w, block_rows=8, interpret=STRICT)
+  _close(y, x @ w, jnp.float32)
+
+
+@pytest.mark.parametrize("blocks_per_step", [1, 3])
+def test_tpu_blocks_per_step(blocks_per_step):
+  # About 14 of 25 row blocks active: several steps and a partial last one.
+  x, w = _inputs(6, 1, 200, 128, 0.9, jnp.float32)
+  ids, count = tpu.active_blocks(x, 8, blocks_per_step)
+  ids, count = np.asarray(ids), int(count)
+  assert count > 2 * blocks_per_step
+  assert blocks_per_step == 1 or count % blocks_per_step  # a partial step
+  assert len(ids) % blocks_per_step == 0 and ids.max() < 25
+  active = np.asarray(jnp.any(x != 0, 0)).reshape(25, 8).any(1)
+  np.testing.assert_array_equal(ids[:count], np.flatnonzero(active))
+  last = -(-count // blocks_per_step) * blocks_per_step
+  for p in range(count, last):  # idle copies keep their previous block
+    assert ids[p] == ids[p - blocks_per_step]
+  y = tpu.matmul(x, w, block_rows=8, blocks_per_step=blocks_per_step,
+                 interpret=STRICT)
   _close(y, x @ w, jnp.float32)
 
 
