@@ -461,12 +461,14 @@ def time_gmm(report, info, dry_run):
         "ragged_dot": (jax.jit(jax.lax.ragged_dot), (lhs, rhs, sizes)),
     }
     meta = {name: (flops, byte_count, 1.0) for name in variants}
+    gmm_work, tgmm_work = _tile_work(np.asarray(sizes), m, 128)
     for impl in implementations(backend)[1:]:
       variants[f"gmm {impl}"] = (
           jax.jit(lambda a, b, s, impl=impl: gmm(a, b, s,
                                                  implementation=impl)),
           (lhs, rhs, sizes))
-      meta[f"gmm {impl}"] = (flops, byte_count, 1.0)
+      # ideal: the tile products the kernel does over those of dense.
+      meta[f"gmm {impl}"] = (flops, byte_count, gmm_work)
     _report_compare(report, info, "kernels",
                     f"gmm m={m} k={k} n={n} G={num_groups} bf16", variants,
                     "ragged_dot", meta)
@@ -485,10 +487,25 @@ def time_gmm(report, info, dry_run):
           jax.jit(lambda a, g, s, impl=impl: tgmm(a, g, s,
                                                   implementation=impl)),
           (lhs, grad, sizes))
-      meta[f"tgmm {impl}"] = (flops, byte_count, 1.0)
+      meta[f"tgmm {impl}"] = (flops, byte_count, tgmm_work)
     _report_compare(report, info, "kernels",
                     f"tgmm m={m} k={k} n={n} G={num_groups} bf16", variants,
                     "ragged_dot vjp", meta)
+
+
+def _tile_work(sizes, m, tm):
+  """Row-tile products of the kernels over ``m / tm`` (dense = 1).
+
+  ``gmm`` (both Pallas kernels) multiplies a row tile once per non-empty group
+  meeting it; the GPU ``tgmm`` takes ``cdiv(size, tm)`` row steps per group.
+  """
+  ends = np.cumsum(sizes)
+  starts = ends - sizes
+  tiles = -(-m // tm)
+  visits = sum(int(e > s) * ((e - 1) // tm - s // tm + 1)
+               for s, e in zip(starts, ends))
+  steps = sum(-(-int(size) // tm) for size in sizes)
+  return visits / tiles, steps / tiles
 
 
 def _stacked_gemv(fn):

@@ -252,9 +252,10 @@ def _gmm_forward(lhs, rhs, group_sizes, config):
     return jnp.zeros((m, n), config.out_dtype)
   lhs, rhs = _promote(lhs, rhs)
   kernels = gpu if config.implementation == "pallas_gpu" else tpu
-  return kernels.gmm(lhs, rhs, group_sizes, preferred_element_type=config.out_dtype,
-                 tiling=config.tiling, transpose_rhs=config.transpose_rhs,
-                 interpret=config.interpret)
+  return kernels.gmm(lhs, rhs, group_sizes,
+                     preferred_element_type=config.out_dtype,
+                     tiling=config.tiling, transpose_rhs=config.transpose_rhs,
+                     interpret=config.interpret)
 
 
 def _tgmm_forward(lhs, grad, group_sizes, config):
@@ -267,8 +268,8 @@ def _tgmm_forward(lhs, grad, group_sizes, config):
   lhs, grad = _promote(lhs, grad)
   kernels = gpu if config.implementation == "pallas_gpu" else tpu
   return kernels.tgmm(lhs, grad, group_sizes,
-                  preferred_element_type=config.out_dtype,
-                  tiling=config.tiling, interpret=config.interpret)
+                      preferred_element_type=config.out_dtype,
+                      tiling=config.tiling, interpret=config.interpret)
 
 
 def _promote(a, b):
