@@ -258,7 +258,11 @@ def run_if(pred: jax.Array, fn: Callable[[Any, Any], Any], operand: Any,
   """
   def body(i, carry):
     _, c = lax.optimization_barrier((i, consts))
-    return fn(carry, c)
+    # The carry keeps its dtypes: an inner optimizer may promote a slot (bf16
+    # moments of bf16 params meeting f32 gradients) that the state holds in
+    # its own dtype.
+    return jax.tree.map(lambda new, old: new.astype(old.dtype),
+                        fn(carry, c), carry)
   return lax.fori_loop(0, jnp.asarray(pred).astype(jnp.int32), body,
                        operand)
 

@@ -258,9 +258,11 @@ def _with_stack(stack: tuple[int, ...], in_count: int, ndim: int,
                   window_axes=ins[:window])
 
 
-def _bare_axes(path: str, leaf: Any, ndim: int) -> LeafSpec:
+def _bare_axes(path: str, leaf: Any, ndim: int,
+               stack: tuple[int, ...] | None = None) -> LeafSpec:
   """Axes of a leaf from its path, metadata and rank (no module known)."""
-  stack = _named_stack_axes(leaf, ndim)
+  if stack is None:
+    stack = _named_stack_axes(leaf, ndim)
   rest = ndim - len(stack)
   if rest < 1:
     raise ValueError(f"leaf '{path}' has only stacked axes.")
@@ -280,6 +282,31 @@ _DENSE_NAMES = frozenset({"embedding", "scale", "bias", "mean", "var",
                           "router_kernel", "noise_kernel", "b_in", "b_out"})
 
 
+def _shared_stack(pairs) -> tuple[str, tuple[int, ...]] | None:
+  """The subtree stacked by ``nnx.vmap``, from the leaves that say so.
+
+  ``nnx.vmap(..., transform_metadata={nnx.PARTITION_NAME: 'layers'})``
+  names the stacked axis only in variables that carry logical names already
+  (``nnx.with_partitioning``); its other variables (attention kernels built
+  without names, norm scales) are stacked all the same. Returns the common
+  path prefix of the named leaves and their stacked axes, or ``None``.
+  """
+  named = [(p.split("/"), _named_stack_axes(x, len(_shape(x))))
+           for p, x in pairs if x is not None and _shape(x)]
+  named = [(parts, st) for parts, st in named if st]
+  if not named or len({st for _, st in named}) != 1:
+    return None
+  prefix = named[0][0][:-1]
+  for parts, _ in named[1:]:
+    k = 0
+    while k < min(len(prefix), len(parts) - 1) and prefix[k] == parts[k]:
+      k += 1
+    prefix = prefix[:k]
+  if not prefix:
+    return None
+  return "/".join(prefix) + "/", named[0][1]
+
+
 def _bare_specs(params: Any, strict: bool = True,
                 ) -> list[tuple[str, LeafSpec | None, LeafSpec]]:
   """``(path, default spec or None, axes)`` for every leaf of a pytree.
@@ -288,13 +315,18 @@ def _bare_specs(params: Any, strict: bool = True,
   error (else it is left dense, for a caller that selects by its own rule).
   """
   pairs = _tree.leaves_with_paths_variables(params)
+  shared = _shared_stack(pairs)
   out = []
   for path, leaf in pairs:
     ndim = len(_shape(leaf)) if leaf is not None else 0
     if leaf is None or ndim == 0:
       out.append((path, None, None))
       continue
-    axes = _bare_axes(path, leaf, ndim) if ndim >= 2 else LeafSpec((), (0,))
+    stack = _named_stack_axes(leaf, ndim)
+    if not stack and shared is not None and path.startswith(shared[0]):
+      stack = tuple(a for a in shared[1] if a < ndim - 1)
+    axes = (_bare_axes(path, leaf, ndim, stack) if ndim >= 2 else
+            LeafSpec((), (0,)))
     stacked = len(axes.stack_axes)
     matrix = ndim - stacked >= 2
     chosen = matrix and path.split("/")[-1] not in _DENSE_NAMES
@@ -497,6 +529,7 @@ def leaf_specs(
     fan_out`` view)
   """
   entries = _infer(model_or_params)
+  from_model = is_nnx_module(model_or_params)
   stack_rules = _compile_patterns(stack_axes, "stack_axes")
   override_rules = _compile_patterns(overrides, "overrides")
   used = set()
@@ -511,14 +544,24 @@ def leaf_specs(
           raise ValueError(f"`stack_axes` {value!r} does not fit leaf "
                            f"'{path}' with shape {shape}.")
         rest = len(shape) - len(st)
-        if spec is not None and spec.stack_axes != st:
-          in_count = len(spec.in_axes)
-          window = len(spec.window_axes)
-          spec = _with_stack(st, min(in_count, rest - 1), len(shape),
-                             min(window, max(rest - 2, 0)))
-        elif spec is None and axes is not None and rest >= 1:
-          axes = _with_stack(st, rest - 1, len(shape), max(rest - 2, 0))
-        unknown = None if spec is not None or rest < 2 else unknown
+        if rest < 1:
+          raise ValueError(f"`stack_axes` {value!r} leaves no axis of leaf "
+                           f"'{path}' with shape {shape}.")
+        if from_model and spec is not None:
+          # The module said how many contraction axes a slice has.
+          base = spec.resolve(len(shape))
+          n_in = len(base.in_axes) - max(0, len(st) - len(base.stack_axes))
+          spec = _with_stack(st, max(min(n_in, rest - 1), 1), len(shape),
+                             len(base.window_axes) if n_in == len(
+                                 base.in_axes) else 0)
+        else:
+          axes = _bare_axes(path, None, len(shape), stack=st)
+          name = path.split("/")[-1]
+          if rest >= 2 and is_float and name not in _DENSE_NAMES:
+            spec = axes
+          elif spec is not None:
+            spec = None if rest < 2 else axes
+        unknown = None
         break
     for i, (pattern, value) in enumerate(override_rules):
       if pattern.search(path):

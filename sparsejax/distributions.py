@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsejax import _specs
 from sparsejax import _tree
 
 __all__ = (
@@ -41,12 +42,15 @@ Distribution = Callable[[Any], Any]
 Where = Callable[[str, Any], bool] | str | None
 
 
-def select(params: Any, where: Where = None) -> Any:
+def select(params: Any, where: Where = None, *, specs: Any = None) -> Any:
   """Which leaves are sparse: a pytree of Python bools.
 
   Args:
     params: a pytree of arrays.
     where: the leaf rule (see the module docstring).
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`
+      (see :func:`sparsejax.leaf_specs`); without ``where``, the leaves with
+      a spec are sparse.
 
   Returns:
     A pytree of bools with the structure of ``params`` (``False`` for
@@ -64,17 +68,30 @@ def select(params: Any, where: Where = None) -> Any:
     >>> sj.distributions.select(params, 'bias')
     {'dense': {'bias': True, 'kernel': False}}
   """
-  rule = _tree.compile_where(where)
+  resolved = _specs.resolve(specs, where, params)
+  treedef = jax.tree.structure(params, is_leaf=_tree.is_none)
+  return jax.tree.unflatten(treedef, [s is not None for s in resolved])
 
-  def one(path, leaf):
-    chosen = rule(path, leaf)
-    if chosen and not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-      raise ValueError(
-          f"`where` selects leaf '{path}' of dtype {jnp.result_type(leaf)}; "
-          "only floating-point leaves can be sparse.")
-    return chosen
 
-  return _tree.map_with_path(one, params)
+def _on_view(params: Any, where: Where, specs: Any,
+             compute: Callable[[Any, Callable[[str, Any], bool]], Any]) -> Any:
+  """Per-leaf sparsities computed on the view of ``params`` (one per leaf).
+
+  ``compute(view_params, rule)`` gives a sparsity per slice of the view;
+  the slices of a stacked leaf have one shape, hence one value, which
+  becomes the leaf's.
+  """
+  raw = _tree.unwrap_variables(params)
+  view = _specs.View(_specs.resolve(specs, where, params), raw)
+  per_slice = compute(view.to(raw), view.sparse_rule())
+  parts = view.treedef.flatten_up_to(per_slice)
+  return jax.tree.unflatten(view.treedef, [
+      p[0] if isinstance(p, tuple) else p for p in parts])
+
+
+def _chosen_view_leaves(params: Any, rule) -> list[bool]:
+  return [leaf is not None and rule(path, leaf)
+          for path, leaf in _tree.leaves_with_paths(params)]
 
 
 def _check_target(sparsity: Any, name: str = "sparsity") -> None:
@@ -92,12 +109,15 @@ def _xp(sparsity: Any):
   return np if _tree.is_concrete(sparsity) else jnp
 
 
-def uniform(sparsity: Any, *, where: Where = None) -> Distribution:
+def uniform(sparsity: Any, *, where: Where = None,
+            specs: Any = None) -> Distribution:
   """The same sparsity for every sparse leaf.
 
   Args:
     sparsity: the target, in ``[0, 1)``.
     where: the leaf rule (see the module docstring).
+    specs: the leaves' axes (see :func:`sparsejax.leaf_specs`); without
+      ``where``, the leaves with a spec are sparse.
 
   Returns:
     A distribution: ``params -> per-leaf sparsities``.
@@ -116,13 +136,13 @@ def uniform(sparsity: Any, *, where: Where = None) -> Distribution:
   _check_target(sparsity)
 
   def distribution(params):
-    chosen = select(params, where)
+    chosen = select(params, where, specs=specs)
     return jax.tree.map(lambda c: sparsity if c else None, chosen)
 
   return distribution
 
 
-def _erdos_renyi(sparsity: Any, where: Where, power_scale: float,
+def _erdos_renyi(sparsity: Any, where: Where, specs: Any, power_scale: float,
                  kernel: bool) -> Distribution:
   """RigL's Erdős–Rényi(-Kernel) budgets with the dense-promotion loop."""
 
@@ -133,10 +153,10 @@ def _erdos_renyi(sparsity: Any, where: Where, power_scale: float,
       score = (shape[-2] + shape[-1]) / (shape[-2] * shape[-1])
     return score ** power_scale
 
-  def distribution(params):
-    chosen = select(params, where)
-    flat, treedef = jax.tree.flatten(chosen)
+  def on_view(params, rule):
+    flat = _chosen_view_leaves(params, rule)
     leaves = jax.tree.leaves(params, is_leaf=_tree.is_none)
+    treedef = jax.tree.structure(params, is_leaf=_tree.is_none)
     sparse = [i for i, c in enumerate(flat) if c]
     if not sparse:
       return jax.tree.unflatten(treedef, [None] * len(flat))
@@ -166,10 +186,10 @@ def _erdos_renyi(sparsity: Any, where: Where, power_scale: float,
       out[i] = float(1.0 - d) if xp is np else 1.0 - d
     return jax.tree.unflatten(treedef, out)
 
-  return distribution
+  return lambda params: _on_view(params, where, specs, on_view)
 
 
-def erk(sparsity: Any, *, where: Where = None,
+def erk(sparsity: Any, *, where: Where = None, specs: Any = None,
         power_scale: float = 1.0) -> Distribution:
   """Erdős–Rényi-Kernel budgets (RigL): denser layers where fan-in is small.
 
@@ -180,10 +200,17 @@ def erk(sparsity: Any, *, where: Where = None,
   ``eps`` is solved again, until every density is at most 1 (as
   ``get_sparsities_erdos_renyi`` in google-research/rigl).
 
+  Shapes are those of each leaf's view (see :func:`sparsejax.leaf_specs`):
+  an attention kernel ``[d, heads, head_dim]`` is scored as the matrix
+  ``[d, heads * head_dim]``, a convolution as ``[*window, c_in, c_out]``
+  (RigL's rule), and every slice of a stacked leaf as its own layer, so a
+  stacked model gets the budgets of its unstacked twin.
+
   Args:
     sparsity: the overall target, in ``[0, 1)``.
     where: the leaf rule (see the module docstring); selected leaves need
       ``ndim >= 2``.
+    specs: the leaves' axes (see :func:`sparsejax.leaf_specs`).
     power_scale: exponent on the raw ERK score (1 is ERK; 0 is uniform).
 
   Returns:
@@ -202,21 +229,23 @@ def erk(sparsity: Any, *, where: Where = None,
     <https://arxiv.org/abs/1911.11134>`_, 2020
   """
   _check_target(sparsity)
-  return _erdos_renyi(sparsity, where, power_scale, kernel=True)
+  return _erdos_renyi(sparsity, where, specs, power_scale, kernel=True)
 
 
-def er(sparsity: Any, *, where: Where = None,
+def er(sparsity: Any, *, where: Where = None, specs: Any = None,
        power_scale: float = 1.0) -> Distribution:
   """Erdős–Rényi budgets (SET): density proportional to ``(n_in + n_out) /
   (n_in * n_out)`` over the last two dimensions.
 
   Same solution of ``eps`` and dense promotion as :func:`erk`; only the raw
-  score differs (it ignores the leading, e.g. spatial, dimensions).
+  score differs (it ignores the leading, e.g. spatial, dimensions). Shapes
+  are those of each leaf's view, as for :func:`erk`.
 
   Args:
     sparsity: the overall target, in ``[0, 1)``.
     where: the leaf rule (see the module docstring); selected leaves need
       ``ndim >= 2``.
+    specs: the leaves' axes (see :func:`sparsejax.leaf_specs`).
     power_scale: exponent on the raw score.
 
   Returns:
@@ -235,7 +264,7 @@ def er(sparsity: Any, *, where: Where = None,
     <https://arxiv.org/abs/1707.04780>`_, 2018
   """
   _check_target(sparsity)
-  return _erdos_renyi(sparsity, where, power_scale, kernel=False)
+  return _erdos_renyi(sparsity, where, specs, power_scale, kernel=False)
 
 
 def by_path(rules: Mapping[str, Any], *,
@@ -291,7 +320,7 @@ _NAMED = {"uniform": uniform, "er": er, "erk": erk}
 
 
 def resolve(distribution: str | Distribution, sparsity: Any, *,
-            where: Where = None) -> Distribution:
+            where: Where = None, specs: Any = None) -> Distribution:
   """Turns a distribution name or callable into a distribution.
 
   Args:
@@ -299,6 +328,7 @@ def resolve(distribution: str | Distribution, sparsity: Any, *,
       ``params -> per-leaf sparsities`` (then ``sparsity`` must be ``None``).
     sparsity: the overall target for a named distribution.
     where: the leaf rule for a named distribution.
+    specs: the leaves' axes for a named distribution.
 
   Returns:
     A distribution: ``params -> per-leaf sparsities``.
@@ -322,4 +352,4 @@ def resolve(distribution: str | Distribution, sparsity: Any, *,
   if sparsity is None:
     raise ValueError(f"`sparsity` is required with distribution "
                      f"{distribution!r}.")
-  return _NAMED[distribution](sparsity, where=where)
+  return _NAMED[distribution](sparsity, where=where, specs=specs)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sparsejax import _specs
 from sparsejax import _topk
 from sparsejax import _tree
 
@@ -156,6 +157,29 @@ def _per_leaf(value: Any, tree: Any, name: str) -> Any:
                      check_shapes=False)
 
 
+def _in_view(fn, tree: Any, specs: Any, *per_leaf: Any) -> Any:
+  """``fn(view, *per_slice)`` on the view of ``tree``, masks moved back.
+
+  The leaves without a spec are ``None`` in the view (dense: no mask);
+  per-leaf values (a scalar, or a tree matching ``tree``) are repeated for
+  every slice of a stacked leaf.
+  """
+  raw = _tree.unwrap_variables(tree)
+  resolved = _specs.resolve(specs, None, tree)
+  view = _specs.View(resolved, raw)
+  leaves, treedef = jax.tree.flatten(raw, is_leaf=_tree.is_none)
+  live = jax.tree.unflatten(treedef, [
+      None if s is None else x for s, x in zip(resolved, leaves, strict=True)])
+  values = []
+  for v in per_leaf:
+    if _tree.is_concrete(v) and np.ndim(v) == 0 and not isinstance(v, dict):
+      values.append(v)
+    else:
+      values.append(view.expand(_tree.align(v, raw, name="per-leaf values",
+                                            check_shapes=False)))
+  return view.back(fn(view.to(live), *values))
+
+
 def _dim_specs(x: jax.Array):
   """Per-dimension mesh axes of an explicitly sharded array, else None."""
   sharding = getattr(jax.typeof(x), "sharding", None)
@@ -248,6 +272,7 @@ def topk(
     *,
     scope: str = "layer",
     block_shape: Sequence[int] | None = None,
+    specs: Any = None,
 ) -> Any:
   """Masks of the ``k`` highest scores, per leaf or across all leaves.
 
@@ -266,6 +291,10 @@ def topk(
       over the union of all leaves).
     block_shape: if given, ``(bm, bn)``: scores are summed over blocks of the
       last two dimensions and whole blocks are kept.
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`:
+      then only leaves with a spec get masks, selection runs on each leaf's
+      view (blocks tile the ``fan_in x fan_out`` matrix) and per slice of
+      stacked leaves, with a per-leaf ``k`` counting per slice.
 
   Returns:
     A pytree of bool masks with the structure of ``scores``.
@@ -280,6 +309,12 @@ def topk(
   """
   if scope not in ("layer", "global"):
     raise ValueError(f"`scope` must be 'layer' or 'global', got {scope!r}.")
+  if specs is not None:
+    if scope == "global":
+      return _in_view(lambda v: topk(v, k, scope=scope,
+                                     block_shape=block_shape), scores, specs)
+    return _in_view(lambda v, kk: topk(v, kk, block_shape=block_shape),
+                    scores, specs, k)
   paths_leaves = _tree.leaves_with_paths(scores)
   treedef = jax.tree.structure(scores, is_leaf=_tree.is_none)
   block = 1
@@ -358,6 +393,7 @@ def magnitude(
     *,
     scope: str = "layer",
     block_shape: Sequence[int] | None = None,
+    specs: Any = None,
 ) -> Any:
   """Keeps the entries of largest magnitude.
 
@@ -371,6 +407,10 @@ def magnitude(
       with one threshold.
     block_shape: if given, ``(bm, bn)``: whole blocks of the last two
       dimensions are kept, ranked by the sum of their absolute values.
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`:
+      then only leaves with a spec are pruned, each on its view and with
+      ``scope="layer"`` per slice of a stacked leaf (every layer of an
+      ``nnx.scan`` stack at its own sparsity).
 
   Returns:
     A pytree of bool masks (``None`` for dense leaves).
@@ -385,6 +425,13 @@ def magnitude(
     Han et al, `Learning both Weights and Connections for Efficient Neural
     Networks <https://arxiv.org/abs/1506.02626>`_, 2015
   """
+  if specs is not None:
+    if scope == "global":
+      return _in_view(lambda v: magnitude(v, sparsity, scope=scope,
+                                          block_shape=block_shape),
+                      params, specs)
+    return _in_view(lambda v, s: magnitude(v, s, block_shape=block_shape),
+                    params, specs, sparsity)
   scores = jax.tree.map(lambda p: None if p is None else jnp.abs(p), params,
                         is_leaf=_tree.is_none)
   block = 1 if block_shape is None else int(np.prod(block_shape))
@@ -403,7 +450,8 @@ def magnitude(
   return topk(scores, ks, scope=scope, block_shape=block_shape)
 
 
-def random(key: jax.Array, params: Any, sparsity: Any) -> Any:
+def random(key: jax.Array, params: Any, sparsity: Any, *,
+           specs: Any = None) -> Any:
   """Random masks with exactly the budgeted number of kept entries per leaf.
 
   Args:
@@ -411,6 +459,9 @@ def random(key: jax.Array, params: Any, sparsity: Any) -> Any:
     params: a pytree of arrays (only shapes and shardings are used).
     sparsity: a float for every leaf, or a pytree of floats (``None`` for a
       dense leaf).
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`:
+      then only leaves with a spec get masks, each slice of a stacked leaf
+      with its own exact count.
 
   Returns:
     A pytree of bool masks; each leaf keeps ``round((1 - s) n)`` entries
@@ -425,6 +476,8 @@ def random(key: jax.Array, params: Any, sparsity: Any) -> Any:
   """
   if isinstance(key, int):
     key = jax.random.key(key)
+  if specs is not None:
+    return _in_view(lambda v, s: random(key, v, s), params, specs, sparsity)
   ks = _budgets(params, sparsity)
   uniform = optax.tree.random_like(
       key, jax.tree.map(lambda p, k: None if k is None else p, params, ks,
@@ -441,7 +494,8 @@ def _check_axis(x: jax.Array, axis: int, path: str) -> int:
   return axis % x.ndim
 
 
-def n_m(x: Any, n: int, m: int, *, axis: int = -2) -> Any:
+def n_m(x: Any, n: int, m: int, *, axis: int = -2,
+        specs: Any = None) -> Any:
   """N:M masks: the ``n`` largest-magnitude entries of every ``m`` in a row.
 
   Groups are ``m`` consecutive entries along ``axis``; the default ``-2`` is
@@ -453,6 +507,11 @@ def n_m(x: Any, n: int, m: int, *, axis: int = -2) -> Any:
     n: entries kept per group, ``0 <= n <= m``.
     m: group size; must divide the size of ``axis`` of every leaf.
     axis: the axis along which groups are formed.
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`:
+      then only leaves with a spec get masks, and groups run along the
+      innermost contraction axis of each (``d`` for q/k/v ``[d, heads,
+      head_dim]``, ``head_dim`` for the output projection, ``c_in`` for a
+      convolution), per slice of stacked leaves; ``axis`` must stay -2.
 
   Returns:
     A pytree of bool masks with exactly ``n`` True entries in every group;
@@ -474,6 +533,11 @@ def n_m(x: Any, n: int, m: int, *, axis: int = -2) -> Any:
     raise ValueError(
         f"`n` and `m` must be ints with 0 <= n <= m and m >= 1, got n={n!r}, "
         f"m={m!r}.")
+  if specs is not None:
+    if axis != -2:
+      raise ValueError("`axis` must be -2 with `specs`: groups run along the "
+                       "innermost contraction axis of each leaf's view.")
+    return _in_view(lambda v: n_m(v, n, m), x, specs)
 
   def one(path, leaf):
     if leaf is None:
@@ -499,7 +563,8 @@ def n_m(x: Any, n: int, m: int, *, axis: int = -2) -> Any:
   return _tree.map_with_path(one, x)
 
 
-def block(x: Any, block_shape: Sequence[int], sparsity: Any) -> Any:
+def block(x: Any, block_shape: Sequence[int], sparsity: Any, *,
+          specs: Any = None) -> Any:
   """Block masks: keeps the blocks of largest L2 norm.
 
   Blocks tile the last two dimensions of each leaf (``[in, out]`` for a Flax
@@ -511,6 +576,9 @@ def block(x: Any, block_shape: Sequence[int], sparsity: Any) -> Any:
     block_shape: ``(bm, bn)``; must divide the last two dimensions.
     sparsity: fraction of blocks to prune: a float, or a pytree of floats
       (``None`` for a dense leaf).
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`:
+      then blocks tile each leaf's ``fan_in x fan_out`` view, per slice of
+      stacked leaves.
 
   Returns:
     A pytree of element-level bool masks (whole blocks True or False), each
@@ -529,9 +597,9 @@ def block(x: Any, block_shape: Sequence[int], sparsity: Any) -> Any:
     <https://cdn.openai.com/blocksparse/blocksparsepaper.pdf>`_, 2017
   """
   squares = jax.tree.map(
-      lambda p: None if p is None else jnp.square(p.astype(jnp.float32)), x,
-      is_leaf=_tree.is_none)
-  return magnitude(squares, sparsity, block_shape=block_shape)
+      lambda p: None if p is None else jnp.square(p.astype(jnp.float32)),
+      _tree.unwrap_variables(x), is_leaf=_tree.is_none)
+  return magnitude(squares, sparsity, block_shape=block_shape, specs=specs)
 
 
 def block_grid(masks: Any, block_shape: Sequence[int]) -> Any:

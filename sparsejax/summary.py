@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from sparsejax import _specs
 from sparsejax import _tree
 
 __all__ = ("Summary", "SummaryRow", "summarize")
@@ -21,13 +22,16 @@ class SummaryRow(NamedTuple):
   nnz: int
   sparsity: float
   masked: bool  # whether a mask was given for the leaf
+  slice_index: int | None = None  # the slice of a stacked leaf, or None
 
 
 class Summary(NamedTuple):
   """Per-leaf sparsity figures and totals; ``str()`` is an aligned table.
 
   Attributes:
-    rows: one :class:`SummaryRow` per leaf, in flattening order.
+    rows: one :class:`SummaryRow` per leaf, in flattening order; with
+      ``specs``, a stacked leaf's row (the stack total) is followed by one
+      row per slice (``path[i]``), which the totals do not count again.
     total_size: entries over all leaves.
     total_nnz: nonzero entries over all leaves.
     total_sparsity: ``1 - total_nnz / total_size``.
@@ -63,7 +67,8 @@ class Summary(NamedTuple):
                      + [rule, fmt(lines[-1])])
 
 
-def summarize(params: Any, masks: Any = None) -> Summary:
+def summarize(params: Any, masks: Any = None, *,
+              specs: Any = None) -> Summary:
   """Tabulates shape, dtype, nonzeros and sparsity of every leaf.
 
   Counts are of the nonzero entries of ``params`` where a leaf is unmasked,
@@ -74,6 +79,9 @@ def summarize(params: Any, masks: Any = None) -> Summary:
     params: a pytree of arrays.
     masks: optional masks (bool arrays, ``None`` for dense leaves), e.g.
       :func:`sparsejax.get_masks` of the optimizer state.
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`
+      (:func:`sparsejax.leaf_specs`): leaves with stacked axes (the layers
+      of an ``nnx.scan`` stack, MoE experts) get a row per slice as well.
 
   Returns:
     A :class:`Summary`; ``print`` it for the table.
@@ -93,30 +101,48 @@ def summarize(params: Any, masks: Any = None) -> Summary:
     -------------------------------------------
     total                     4     6    0.3333
   """
+  stacked = [None] * len(jax.tree.leaves(params, is_leaf=_tree.is_none))
+  if specs is not None:
+    stacked = [s if s is not None and s.stack_axes else None
+               for s in _specs.resolve(specs, None, params)]
   params = _tree.unwrap_variables(params)
   if masks is None:
     masks = jax.tree.map(lambda _: None, params)
   masks = _tree.align(_tree.unwrap_variables(masks), params, name="masks")
   rows = []
   flat_masks = jax.tree.leaves(masks, is_leaf=_tree.is_none)
-  for (path, leaf), mask in zip(_tree.leaves_with_paths(params), flat_masks,
-                                strict=True):
+  for (path, leaf), mask, spec in zip(_tree.leaves_with_paths(params),
+                                      flat_masks, stacked, strict=True):
     if leaf is None:
       continue
     values = np.asarray(jax.device_get(leaf))
     nonzero = values != 0
     if mask is not None:
       nonzero = nonzero & np.asarray(jax.device_get(mask))
-    size = int(values.size)
-    nnz = int(nonzero.sum())
-    rows.append(SummaryRow(
-        path=path, shape=tuple(values.shape), dtype=str(values.dtype),
-        size=size, nnz=nnz, sparsity=1.0 - nnz / size if size else 0.0,
-        masked=mask is not None))
-  total_size = sum(r.size for r in rows)
-  total_nnz = sum(r.nnz for r in rows)
+    rows.append(_row(path, values, nonzero, mask is not None))
+    if spec is not None:
+      order = spec.stack_axes + tuple(
+          a for a in range(values.ndim) if a not in spec.stack_axes)
+      lead = spec.num_slices(values.shape)
+      by_slice = np.transpose(values, order).reshape(lead, -1)
+      nz_slice = np.transpose(nonzero, order).reshape(lead, -1)
+      rows.extend(_row(f"{path}[{i}]", by_slice[i], nz_slice[i],
+                       mask is not None, i) for i in range(lead))
+  whole = [r for r in rows if r.slice_index is None]
+  total_size = sum(r.size for r in whole)
+  total_nnz = sum(r.nnz for r in whole)
   return Summary(
       rows=tuple(rows), total_size=total_size, total_nnz=total_nnz,
       total_sparsity=1.0 - total_nnz / total_size if total_size else 0.0,
-      sparse_size=sum(r.size for r in rows if r.masked),
-      sparse_nnz=sum(r.nnz for r in rows if r.masked))
+      sparse_size=sum(r.size for r in whole if r.masked),
+      sparse_nnz=sum(r.nnz for r in whole if r.masked))
+
+
+def _row(path: str, values: np.ndarray, nonzero: np.ndarray, masked: bool,
+         slice_index: int | None = None) -> SummaryRow:
+  size = int(values.size)
+  nnz = int(nonzero.sum())
+  return SummaryRow(
+      path=path, shape=tuple(values.shape), dtype=str(values.dtype),
+      size=size, nnz=nnz, sparsity=1.0 - nnz / size if size else 0.0,
+      masked=masked, slice_index=slice_index)
