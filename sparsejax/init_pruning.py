@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsejax import _specs
 from sparsejax import _tree
 from sparsejax import masks as _masks
 
@@ -28,20 +29,12 @@ __all__ = (
 )
 
 
-def _sparse_leaves(params: Any, where: Any) -> Any:
+def _sparse_leaves(params: Any, where: Any, specs: Any) -> Any:
   """``params`` with ``None`` in place of the leaves left dense."""
-  rule = _tree.compile_where(where)
-
-  def one(path, p):
-    if p is None or not rule(path, p):
-      return None
-    if not jnp.issubdtype(jnp.result_type(p), jnp.floating):
-      raise ValueError(
-          f"leaf '{path}' of dtype {jnp.result_type(p)} is selected for "
-          "sparsity; only floating-point leaves can be sparse.")
-    return p
-
-  live = _tree.map_with_path(one, params)
+  resolved = _specs.resolve(specs, where, params)
+  leaves, treedef = jax.tree.flatten(params, is_leaf=_tree.is_none)
+  live = jax.tree.unflatten(treedef, [
+      None if s is None else p for s, p in zip(resolved, leaves, strict=True)])
   if not [x for x in jax.tree.leaves(live) if x is not None]:
     raise ValueError("`where` selects no leaf of `params` for sparsity.")
   return live
@@ -75,6 +68,7 @@ def snip(
     sparsity: float,
     *,
     where: Any = None,
+    specs: Any = None,
 ) -> Any:
   r"""SNIP: keeps the weights with the largest connection sensitivity.
 
@@ -90,6 +84,9 @@ def snip(
     sparsity: fraction of the sparse leaves' weights to prune, in ``[0, 1)``.
     where: which leaves are sparse (see :mod:`sparsejax.distributions`);
       default: leaves with ``ndim >= 2``.
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`
+      (see :func:`sparsejax.leaf_specs`): without ``where``, the leaves
+      with a spec are sparse (on a Flax model: the linear-map kernels).
 
   Returns:
     A mask pytree (bool arrays, ``None`` for dense leaves) for
@@ -110,7 +107,7 @@ def snip(
     Sensitivity <https://arxiv.org/abs/1810.02340>`_, 2019
   """
   params = _check(sparsity, params)
-  live = _sparse_leaves(params, where)
+  live = _sparse_leaves(params, where, specs)
   grads = jax.grad(lambda p: _scalar_loss(loss_fn, p, batch))(params)
   scores = jax.tree.map(
       lambda p, g, w: None if p is None else jnp.abs(g * w).astype(
@@ -125,6 +122,7 @@ def grasp(
     sparsity: float,
     *,
     where: Any = None,
+    specs: Any = None,
 ) -> Any:
   r"""GraSP: prunes the weights whose removal least reduces gradient flow.
 
@@ -141,6 +139,9 @@ def grasp(
     batch: one batch (the paper: about 10 examples per class).
     sparsity: fraction of the sparse leaves' weights to prune, in ``[0, 1)``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`
+      (see :func:`sparsejax.leaf_specs`): without ``where``, the leaves
+      with a spec are sparse (on a Flax model: the linear-map kernels).
 
   Returns:
     A mask pytree (bool arrays, ``None`` for dense leaves) for
@@ -160,7 +161,7 @@ def grasp(
     Gradient Flow <https://arxiv.org/abs/2002.07376>`_, 2020
   """
   params = _check(sparsity, params)
-  live = _sparse_leaves(params, where)
+  live = _sparse_leaves(params, where, specs)
 
   def grad_fn(p):
     return jax.grad(lambda q: _scalar_loss(loss_fn, q, batch))(p)
@@ -201,6 +202,7 @@ def synflow(
     *,
     iterations: int = 100,
     where: Any = None,
+    specs: Any = None,
 ) -> Any:
   r"""SynFlow: data-free, iterative pruning by synaptic flow.
 
@@ -225,6 +227,9 @@ def synflow(
       ``[0, 1)``.
     iterations: number of pruning rounds ``n``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`
+      (see :func:`sparsejax.leaf_specs`): without ``where``, the leaves
+      with a spec are sparse (on a Flax model: the linear-map kernels).
 
   Returns:
     A mask pytree (bool arrays, ``None`` for dense leaves) for
@@ -256,7 +261,7 @@ def synflow(
     raise ValueError(
         f"`input_shape` must be a sequence of ints, got {input_shape!r}."
     ) from None
-  live = _sparse_leaves(params, where)
+  live = _sparse_leaves(params, where, specs)
   dtype = jnp.result_type(*[p for p in jax.tree.leaves(live)])
   ones = jnp.ones(shape, dtype)
   size = sum(int(np.size(p)) for p in jax.tree.leaves(live))

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsejax import _specs
 from sparsejax import _tree
 from sparsejax import masks as _masks
 
@@ -68,6 +69,7 @@ def imp_prune(
     scope: str = "layer",
     overrides: dict[str, float] | None = None,
     where: Any = None,
+    specs: Any = None,
 ) -> Any:
   """Prunes a fraction of the remaining weights by magnitude (one IMP round).
 
@@ -89,6 +91,10 @@ def imp_prune(
       matching key wins, and such leaves are pruned per leaf.
     where: with ``masks=None``, which leaves are sparse (see
       :mod:`sparsejax.distributions`); default: leaves with ``ndim >= 2``.
+    specs: ``None``, an NNX model or a tree of :class:`sparsejax.LeafSpec`
+      (:func:`sparsejax.leaf_specs`): with ``masks=None`` the leaves with a
+      spec are sparse, and ``scope="layer"`` prunes every slice of a stacked
+      leaf (each layer of an ``nnx.scan`` stack) by its own survivors.
 
   Returns:
     The new masks, with the structure of ``params``.
@@ -111,6 +117,18 @@ def imp_prune(
   if scope not in ("layer", "global"):
     raise ValueError(f"`scope` must be 'layer' or 'global', got {scope!r}.")
   rules = _rate_rules(overrides)
+  view = None
+  if specs is not None:
+    resolved = _specs.resolve(specs, where if masks is None else None, params)
+    params = _tree.unwrap_variables(params)
+    view = _specs.View(resolved, params)
+    if masks is None:
+      masks = jax.tree.unflatten(view.treedef, [
+          None if sp is None else jnp.ones_like(p, jnp.bool_)
+          for sp, p in zip(resolved, jax.tree.leaves(
+              params, is_leaf=_tree.is_none), strict=True)])
+    masks = _tree.align(_tree.unwrap_variables(masks), params, name="masks")
+    params, masks = view.to(params), view.to(masks)
   params = _tree.unwrap_variables(params)
   if masks is None:
     rule = _tree.compile_where(where)
@@ -155,7 +173,8 @@ def imp_prune(
     for i, k in zip(pooled, kept, strict=True):
       new[i] = k
   treedef = jax.tree.structure(params, is_leaf=_tree.is_none)
-  return jax.tree.unflatten(treedef, new)
+  out = jax.tree.unflatten(treedef, new)
+  return out if view is None else view.back(out)
 
 
 def rewind(params: Any, masks: Any) -> Any:

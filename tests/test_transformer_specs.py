@@ -401,3 +401,23 @@ def test_errors_name_the_leaf():
   with pytest.raises(ValueError, match=r"`specs` has no entry"):
     sj.magnitude_pruning(optax.sgd(0.1), sparsity=0.5,
                          specs={"a": None}).init({"b": jnp.ones((2, 2))})
+
+
+def test_init_pruning_and_lottery_follow_the_specs():
+  model = _stacked()
+  params = tm.with_layer_scales(tm.params_of(model), [10.0, 1.0, 0.1])
+  specs = _flat(sj.leaf_specs(model))
+
+  def loss(p, tokens):
+    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+    m = nnx.merge(graphdef, p, rest)
+    return jnp.mean(m(tokens) ** 2)
+
+  tokens = jnp.arange(8).reshape(2, 4)
+  masks = _flat(sj.snip(loss, params, tokens, 0.5, specs=model))
+  for path, spec in specs.items():
+    assert (masks[path] is None) == (spec is None), path
+  ticket = _flat(sj.imp_prune(params, None, rate=0.5, specs=model))
+  for path, nnz in _slice_nnz(ticket, specs).items():
+    size = _matrix(_flat(params)[path], specs[path])[0].size
+    np.testing.assert_array_equal(nnz, [round(size / 2)] * len(nnz))
