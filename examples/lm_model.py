@@ -237,14 +237,16 @@ class Block(nnx.Module):
   def _sparsify(self, group, x):
     if self.act_kind is None:
       return x
+    # Inputs of o are [B, T, heads, head_dim]: one feature axis per token.
+    flat = x.reshape(*x.shape[:2], -1)
     if self.act_kind == "topk":
       k = dict(self.topk_k).get(group)
-      if k is None:
-        return x
-      flat = x.reshape(*x.shape[:2], -1)
-      return sa.topk(flat, k).reshape(x.shape)
+      return x if k is None else sa.topk(flat, k).reshape(x.shape)
     t = getattr(self, f"thr_{group}")
-    return x if t is None else sa.threshold(x, t[...].astype(x.dtype))
+    if t is None:
+      return x
+    t = t[...].astype(x.dtype).reshape(-1)
+    return sa.threshold(flat, t if t.size > 1 else t[0]).reshape(x.shape)
 
   def __call__(self, x, *, q_pos, cache=None, pos=None, want_kv=False,
                collect=False):
@@ -286,7 +288,9 @@ class Block(nnx.Module):
     x = x + self.o(a)
     h = self._sparsify("mlp_in", self.mlp_norm(x))
     inputs["mlp_in"] = h
-    act = self._sparsify("gate_act", jax.nn.silu(self.gate(h)))
+    act = jax.nn.silu(self.gate(h))
+    inputs["gate_act"] = act
+    act = self._sparsify("gate_act", act)
     m = self._sparsify("mlp_down", act * self.up(h))
     inputs["mlp_down"] = m
     x = x + self.down(m)

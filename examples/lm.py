@@ -1,0 +1,674 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+r"""Sparsity on a byte-level language model trained on the Python docs.
+
+The model is :class:`lm_model.TransformerLM` (4 layers, width 128, 4 heads,
+SwiGLU 384, context 128; ``--tiny``: 2 layers, width 32, context 32), the
+data the reStructuredText sources of the Python documentation
+(``examples/text_data.py``: ``--data-dir``, ``$SPARSEJAX_TEXT_DIR``, Debian's
+``python3-doc``, else this interpreter's standard library). Quality is
+validation **bits per byte** (bpb; cross-entropy in bits, one byte per token)
+on fixed validation windows.
+
+Commands, from the repository root::
+
+  # sparse training (or dense); Adam with warmup + cosine decay
+  python examples/lm.py --method rigl --sparsity 0.9 --steps 2000 --out runs/
+  # one-shot pruning of a trained dense checkpoint
+  python examples/lm.py --oneshot wanda --sparsity 2:4 \
+      --from runs/lm_dense_0_ckpt --out runs/
+  # training-free activation sparsity, calibrated on training text
+  python examples/lm.py --activation teal --target 0.5 \
+      --from runs/lm_dense_0_ckpt --out runs/
+  # decoding with the KV cache
+  python examples/lm.py generate --from runs/lm_dense_0_ckpt \
+      --prompt "The list type" --tokens 200
+
+Sparse training (``--method``): ``dense``, ``static``, ``magnitude``
+(Zhu & Gupta's cubic schedule over the first half), ``set``, ``rigl``,
+``srigl``, ``snfs``, ``mest``, ``granet``; all with uniform per-leaf budgets
+on the kernels of the attention and FFN projections only (the embedding,
+the LM head and the norms stay dense). It reports the validation bpb, the
+realised sparsity of every projection **per layer** (per slice of the
+stacked kernels) and tokens/s; writes ``<out>/lm_<method>_<sparsity>.json``
+and ``.png`` (training loss and validation bpb), and an Orbax checkpoint
+``<out>/lm_<method>_<sparsity>_ckpt/`` of the trained model (forward weights,
+exactly sparse) with its ``config.json``.
+
+Activation sparsity (``--activation``), per layer, on the inputs of the
+projections: ``teal`` (one magnitude threshold per layer for each of the
+four inputs: of q/k/v, of o, of gate/up and of down, each the ``--target``
+quantile of the dense model's inputs on training text), ``wina`` (the same
+inputs scored by ``|x_j| * ||W_j||`` with ``W`` the consuming kernel(s)),
+``cats`` (the threshold on ``silu(gate)`` only) and ``topk`` (the largest
+``(1 - target) * width`` magnitudes of every token's inputs).
+
+The last line printed by the training, one-shot and activation commands is
+``val_bpb <value>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+import sparsejax as sj
+from sparsejax import activations as sa
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import lm_model  # noqa: E402  (examples/lm_model.py)
+import text_data  # noqa: E402  (examples/text_data.py)
+
+# The projections' kernels: the leaves that weight sparsity may prune until
+# the library infers it from the model (leaf specs). Paths are those of
+# `nnx.to_pure_dict(nnx.state(model, nnx.Param))`, stacked or not.
+KERNEL_RE = r"^blocks/(\d+/)?(q|k|v|o|gate|up|down)/kernel$"
+# The same projections as modules, for `sj.prune_model`'s `where`.
+MODULE_RE = r"^blocks/(\d+/)?(q|k|v|o|gate|up|down)$"
+PROJECTIONS = ("q", "k", "v", "o", "gate", "up", "down")
+
+
+# ---------------------------------------------------------------- methods
+
+
+def _every(total_steps: int) -> int:
+  """Mask updates every 100 steps (RigL), ten per run on short runs."""
+  return max(1, min(100, total_steps // 10))
+
+
+def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
+                   seed: int) -> optax.GradientTransformation:
+  """Clipped Adam, wrapped by the chosen sparsity method."""
+  inner = optax.adam(lr, b2=0.95)
+  kw = dict(sparsity=sparsity, distribution="uniform", where=KERNEL_RE)
+  end = max(1, total_steps * 3 // 4)
+  if method == "dense":
+    tx = inner
+  elif method == "static":
+    tx = sj.static_sparse(inner, seed=seed, **kw)
+  elif method == "magnitude":
+    kw["sparsity"] = optax.polynomial_schedule(
+        init_value=0.0, end_value=sparsity, power=3,
+        transition_steps=max(1, total_steps // 2))
+    tx = sj.magnitude_pruning(inner, update_every=_every(total_steps), **kw)
+  elif method == "set":
+    tx = sj.set_(inner, seed=seed, update_every=max(1, total_steps // 10),
+                 **kw)
+  elif method == "rigl":
+    tx = sj.rigl(inner, seed=seed, end_step=end,
+                 update_every=_every(total_steps), **kw)
+  elif method == "srigl":
+    tx = sj.srigl(inner, seed=seed, end_step=end,
+                  update_every=_every(total_steps), **kw)
+  elif method == "snfs":
+    tx = sj.snfs(inner, seed=seed, update_every=max(1, total_steps // 10),
+                 total_steps=total_steps, **kw)
+  elif method == "mest":
+    tx = sj.mest(inner, seed=seed, update_every=max(1, total_steps // 10),
+                 total_steps=total_steps, **kw)
+  elif method == "granet":
+    tx = sj.granet(inner, seed=seed, total_steps=total_steps,
+                   update_every=_every(total_steps), **kw)
+  else:
+    raise ValueError(f"method: unknown {method!r}; expected one of {METHODS}")
+  return optax.chain(optax.clip_by_global_norm(1.0), tx)
+
+
+METHODS = ("dense", "static", "magnitude", "set", "rigl", "srigl", "snfs",
+           "mest", "granet")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _uses_sparsejax(opt_state) -> bool:
+  return bool(sj._engine.find_states(opt_state))  # pylint: disable=protected-access
+
+
+def merge(graphdef, template, params, rest):
+  """The model with the weights of ``params``, a plain nested dict."""
+  state = jax.tree.map(lambda x: x, template)
+  nnx.replace_by_pure_dict(state, params)
+  return nnx.merge(graphdef, state, rest)
+
+
+def make_train_step(graphdef, template, rest, tx, sparse: bool):
+  """A jitted step ``(params, opt_state, batch) -> (params, state, loss)``."""
+
+  def loss_fn(params, opt_state, batch):
+    fwd = sj.forward_params(params, opt_state) if sparse else params
+    model = merge(graphdef, template, fwd, rest)
+    ce, _ = lm_model.loss_and_bits(model(batch[:, :-1]), batch[:, 1:])
+    return ce
+
+  def step(params, opt_state, batch):
+    loss, grads = jax.value_and_grad(loss_fn)(params, opt_state, batch)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+@nnx.jit
+def _eval_batch(model, batch):
+  ce, _ = lm_model.loss_and_bits(model(batch[:, :-1]), batch[:, 1:])
+  return ce
+
+
+def evaluate_bpb(model, windows: np.ndarray, *, batch_size: int = 64) -> float:
+  """Validation bits per byte over fixed ``windows`` (every window weighs
+  the same; the last partial batch is padded by repeating windows and the
+  repeats are not counted)."""
+  total, count = 0.0, 0
+  for i in range(0, len(windows), batch_size):
+    chunk = windows[i:i + batch_size]
+    n = len(chunk)
+    if n < batch_size and len(windows) > batch_size:
+      chunk = np.concatenate([chunk, windows[:batch_size - n]])
+    ce = np.asarray(jax.device_get(_per_window_ce(model, chunk)))[:n]
+    total += float(ce.sum())
+    count += n
+  return total / count / math.log(2.0)
+
+
+@nnx.jit
+def _per_window_ce(model, batch):
+  logits = model(batch[:, :-1]).astype(jnp.float32)
+  logp = jax.nn.log_softmax(logits)
+  nll = -jnp.take_along_axis(logp, batch[:, 1:, None], -1)[..., 0]
+  return nll.mean(-1)
+
+
+def param_dict(model) -> dict:
+  """The model's parameters as a plain nested dict of arrays."""
+  return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def layer_sparsity(model) -> dict[str, list[float]]:
+  """Realised sparsity (fraction of exact zeros) of every projection kernel,
+  per layer: ``{"q": [layer0, layer1, ...], ...}``."""
+  out = {name: [] for name in PROJECTIONS}
+  for block in lm_model.block_list(model):
+    for name in PROJECTIONS:
+      w = np.asarray(getattr(block, name).kernel[...])
+      out[name].append(float(1.0 - np.count_nonzero(w) / w.size))
+  return out
+
+
+def sparsity_table(per_layer: dict[str, list[float]]) -> str:
+  names = list(per_layer)
+  lines = ["| layer | " + " | ".join(names) + " |",
+           "|---|" + "---|" * len(names)]
+  for i in range(len(per_layer[names[0]])):
+    lines.append(f"| {i} | " + " | ".join(
+        f"{per_layer[n][i]:.4f}" for n in names) + " |")
+  return "\n".join(lines)
+
+
+def _config(args) -> lm_model.LMConfig:
+  base = lm_model.LMConfig.tiny() if args.tiny else lm_model.LMConfig()
+  kw = {}
+  if args.stacked is not None:
+    kw["stacked"] = args.stacked
+  if args.bf16:
+    kw["dtype"] = "bfloat16"
+  if args.batch_size:
+    kw["batch_size"] = args.batch_size
+  return lm_model.LMConfig(**{**base.__dict__, **kw})
+
+
+def save_checkpoint(model, path: pathlib.Path) -> None:
+  """Writes the model's parameters (Orbax) and its config (JSON)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = path.resolve()
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "config.json").write_text(json.dumps(model.cfg.__dict__, indent=1))
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path / "params", param_dict(model), force=True)
+
+
+def load_checkpoint(path, *, stacked: bool | None = None,
+                    dtype: str | None = None) -> lm_model.TransformerLM:
+  """The model saved by :func:`save_checkpoint` (optionally re-laid out:
+  a stacked checkpoint loads as a list of blocks with ``stacked=False``)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path).resolve()
+  if not (path / "config.json").is_file():
+    raise FileNotFoundError(f"--from: {path} holds no config.json (not a "
+                            "checkpoint written by examples/lm.py)")
+  saved = lm_model.LMConfig(**json.loads((path / "config.json").read_text()))
+  model = lm_model.TransformerLM(saved, rngs=nnx.Rngs(0))
+  target = param_dict(model)
+  with ocp.StandardCheckpointer() as ckptr:
+    params = ckptr.restore(path / "params", target)
+  state = nnx.state(model, nnx.Param)
+  nnx.replace_by_pure_dict(state, params)
+  nnx.update(model, state)
+  want = dict(saved.__dict__)
+  if stacked is not None:
+    want["stacked"] = stacked
+  if dtype is not None:
+    want["dtype"] = dtype
+  if want == saved.__dict__:
+    return model
+  return relayout(model, lm_model.LMConfig(**want))
+
+
+def relayout(model, cfg: lm_model.LMConfig) -> lm_model.TransformerLM:
+  """The same weights in a model of config ``cfg`` (stacked <-> list)."""
+  new = lm_model.TransformerLM(cfg, rngs=nnx.Rngs(0))
+  src = param_dict(model)
+  dst = param_dict(new)
+  blocks = src["blocks"]
+  if model.cfg.stacked and not cfg.stacked:
+    blocks = {i: jax.tree.map(lambda a, i=i: a[i], blocks)
+              for i in range(cfg.num_layers)}
+  elif not model.cfg.stacked and cfg.stacked:
+    blocks = jax.tree.map(lambda *xs: jnp.stack(xs),
+                          *[blocks[i] for i in range(cfg.num_layers)])
+  src = {**src, "blocks": blocks}
+  state = nnx.state(new, nnx.Param)
+  nnx.replace_by_pure_dict(state, jax.tree.map(lambda a, b: a.astype(b.dtype),
+                                               src, dst))
+  nnx.update(new, state)
+  return new
+
+
+def _plot(path, series, *, title, xlabel, ylabel):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  for label, (x, y, style) in series.items():
+    ax.plot(x, y, style, label=label)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _write(out: pathlib.Path, stem: str, results: dict) -> pathlib.Path:
+  out.mkdir(parents=True, exist_ok=True)
+  path = out / f"{stem}.json"
+  path.write_text(json.dumps(results, indent=1))
+  return path
+
+
+def _label(sparsity) -> str:
+  return f"{sparsity[0]}of{sparsity[1]}" if isinstance(
+      sparsity, tuple) else f"{sparsity:g}"
+
+
+# ---------------------------------------------------------------- train
+
+
+def train(args, data: text_data.TextData) -> dict:
+  """Trains one model with ``--method``; returns the results dict."""
+  cfg = _config(args)
+  model = lm_model.TransformerLM(cfg, rngs=nnx.Rngs(args.seed))
+  steps = args.steps
+  warmup = max(1, min(200, steps // 10))
+  lr = optax.warmup_cosine_decay_schedule(
+      0.0, args.lr, warmup_steps=warmup, decay_steps=max(steps, warmup + 1),
+      end_value=args.lr * 0.1)
+  tx = make_optimizer(args.method, lr=lr, sparsity=args.sparsity,
+                      total_steps=steps, seed=args.seed)
+  # The loop trains a plain nested dict of arrays (paths like
+  # "blocks/q/kernel"), the form every Optax and sparsejax transform takes.
+  graphdef, template, rest = nnx.split(model, nnx.Param, ...)
+  params = nnx.to_pure_dict(template)
+  opt_state = tx.init(params)
+  sparse = _uses_sparsejax(opt_state)
+  if sparse:
+    # Start from the sparse network (the transforms zero pruned weights
+    # through their updates; doing it now makes step 0's gradient sparse).
+    params = sj.forward_params(params, opt_state)
+  step = make_train_step(graphdef, template, rest, tx, sparse)
+  rng = np.random.default_rng(args.seed)
+  windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
+                                   max_windows=args.val_windows)
+  n_params = sum(x.size for x in jax.tree.leaves(params))
+  print(f"model: {cfg.num_layers} layers, d={cfg.d_model}, {cfg.num_heads} "
+        f"heads, ffn {cfg.d_ff}, context {cfg.seq_len}, "
+        f"{'stacked (nnx.scan)' if cfg.stacked else 'list of blocks'}, "
+        f"compute {cfg.dtype}; {n_params:,} parameters; batch "
+        f"{cfg.batch_size}; {steps} steps of {args.method}"
+        + ("" if args.method == "dense" else f" at sparsity {args.sparsity}"),
+        file=sys.stderr)
+
+  history = {"step": [], "loss": [], "val_step": [], "val_bpb": []}
+  eval_every = args.eval_every or max(1, steps // 5)
+  losses = []
+  timed_start, timed_steps = None, 0
+  for i in range(steps):
+    batch = text_data.sample_batch(data.train, rng,
+                                   batch_size=cfg.batch_size,
+                                   seq_len=cfg.seq_len)
+    if i == 1:
+      jax.block_until_ready(params)
+      timed_start = time.perf_counter()
+    params, opt_state, loss = step(params, opt_state, batch)
+    if i >= 1:
+      timed_steps += 1
+    losses.append(loss)
+    if (i + 1) % eval_every == 0 or i + 1 == steps:
+      jax.block_until_ready(params)
+      pause = time.perf_counter()
+      history["step"].extend(range(i + 2 - len(losses), i + 2))
+      history["loss"].extend(float(x) for x in losses)
+      losses = []
+      model = merge(graphdef, template, params, rest)
+      bpb = evaluate_bpb(model, windows)
+      history["val_step"].append(i + 1)
+      history["val_bpb"].append(bpb)
+      print(f"step {i + 1}: loss {history['loss'][-1]:.4f}, val bpb "
+            f"{bpb:.4f}", file=sys.stderr)
+      if timed_start is not None:
+        timed_start += time.perf_counter() - pause
+  jax.block_until_ready(params)
+  seconds = time.perf_counter() - timed_start if timed_start else float("nan")
+  step_s = seconds / max(timed_steps, 1)
+  tokens_per_s = cfg.batch_size * cfg.seq_len / step_s
+  model = merge(graphdef, template, params, rest)
+  per_layer = layer_sparsity(model)
+  val_bpb = history["val_bpb"][-1]
+
+  if args.method == "dense":
+    args.sparsity = 0.0
+  stem = f"lm_{args.method}_{_label(args.sparsity)}"
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  ckpt = out / f"{stem}_ckpt"
+  save_checkpoint(model, ckpt)
+  png = out / f"{stem}.png"
+  _plot(png, {"train loss (bits/byte)": (
+      history["step"], np.array(history["loss"]) / math.log(2), "-"),
+              "validation bpb": (history["val_step"], history["val_bpb"],
+                                 "o-")},
+        title=f"{args.method}" + ("" if args.method == "dense"
+                                  else f", sparsity {args.sparsity}"),
+        xlabel="step", ylabel="bits per byte")
+  results = {
+      "command": "train", "method": args.method, "sparsity": args.sparsity,
+      "steps": steps,
+      "seed": args.seed, "val_bpb": val_bpb, "data": data.name,
+      "config": cfg.__dict__, "layer_sparsity": per_layer,
+      "tokens_per_s": tokens_per_s, "step_seconds": step_s,
+      "history": history, "checkpoint": str(ckpt), "png": str(png)}
+  path = _write(out, stem, results)
+  print(f"\n{args.method}: realised sparsity of the projection kernels per "
+        "layer")
+  print(sparsity_table(per_layer))
+  print(f"\ntokens/s {tokens_per_s:,.0f} ({1000 * step_s:.1f} ms per step "
+        f"of {cfg.batch_size}x{cfg.seq_len} tokens, compile excluded)")
+  print(f"wrote {path}, {png} and {ckpt}")
+  return results
+
+
+# ---------------------------------------------------------------- one-shot
+
+
+def parse_sparsity(text):
+  """``"0.5"`` -> 0.5, ``"2:4"`` -> (2, 4)."""
+  text = str(text)
+  if ":" in text:
+    n, m = text.split(":")
+    return int(n), int(m)
+  return float(text)
+
+
+def calibration_batches(data, cfg, *, windows: int, seed: int):
+  rng = np.random.default_rng(seed + 12345)
+  batch = text_data.sample_batch(data.train, rng, batch_size=windows,
+                                 seq_len=cfg.seq_len)[:, :-1]
+  size = max(1, min(cfg.batch_size, windows))
+  return [batch[i:i + size] for i in range(0, windows, size)]
+
+
+def oneshot(args, data) -> dict:
+  """Prunes a trained checkpoint in one shot with ``sj.prune_model``."""
+  model = load_checkpoint(args.from_, stacked=args.stacked)
+  cfg = model.cfg
+  windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
+                                   max_windows=args.val_windows)
+  before = evaluate_bpb(model, windows)
+  sparsity = parse_sparsity(args.sparsity)
+  calib = calibration_batches(data, cfg, windows=args.calibration,
+                              seed=args.seed)
+  start = time.perf_counter()
+  result = sj.prune_model(model, calib, method=args.oneshot,
+                          sparsity=sparsity, where=MODULE_RE)
+  seconds = time.perf_counter() - start
+  after = evaluate_bpb(model, windows)
+  per_layer = layer_sparsity(model)
+  print(f"\n{args.oneshot} at {args.sparsity}: realised sparsity per layer "
+        f"({len(result.layers)} layers pruned in {seconds:.1f} s)")
+  print(sparsity_table(per_layer))
+  print(f"\nval bpb: dense {before:.4f}, pruned {after:.4f}")
+  results = {"command": "oneshot", "method": args.oneshot,
+             "sparsity": str(args.sparsity), "steps": 0, "val_bpb": after,
+             "val_bpb_dense": before, "layer_sparsity": per_layer,
+             "pruned_layers": list(result.layers),
+             "checkpoint": str(args.from_), "seconds": seconds}
+  stem = f"lm_oneshot_{args.oneshot}_{_label(sparsity)}"
+  out = pathlib.Path(args.out)
+  path = _write(out, stem, results)
+  png = out / f"{stem}.png"
+  _plot(png, {n: (range(cfg.num_layers), v, "o-")
+              for n, v in per_layer.items()},
+        title=f"{args.oneshot} {args.sparsity}: bpb {before:.3f} -> "
+        f"{after:.3f}", xlabel="layer", ylabel="weight sparsity")
+  print(f"wrote {path} and {png}")
+  return results
+
+
+# ---------------------------------------------------------------- activation
+
+
+def _consumers(block) -> dict[str, jax.Array]:
+  """Per input group, the kernel(s) reading it as ``[width, fan_out]``."""
+  d = block.q.kernel.shape[0]
+  return {
+      "attn_in": jnp.concatenate(
+          [getattr(block, n).kernel[...].reshape(d, -1) for n in "qkv"], 1),
+      "attn_out": block.o.kernel[...].reshape(-1, block.o.kernel.shape[-1]),
+      "mlp_in": jnp.concatenate([block.gate.kernel[...],
+                                 block.up.kernel[...]], 1),
+      "mlp_down": block.down.kernel[...],
+  }
+
+
+def calibrate_activation(model, rule: str, target: float, calib) -> dict:
+  """Per-layer thresholds (or top-k sizes) of ``rule`` at ``target``."""
+  lm_model.set_activation_sparsity(model, None)
+  collected = [model(jnp.asarray(b), collect=True)[1] for b in calib]
+  inputs = {g: jnp.concatenate([c[g] for c in collected], axis=1)
+            for g in collected[0]}  # [layers, tokens..., *features]
+  blocks = lm_model.block_list(model)
+  if rule == "topk":
+    k = {g: int(round((1 - target) * math.prod(inputs[g].shape[3:])))
+         for g in lm_model.GROUPS}
+    return {"kind": "topk", "topk_k": k}
+  groups = ("gate_act",) if rule == "cats" else lm_model.GROUPS
+  thresholds = {}
+  for g in groups:
+    feat = inputs[g].shape[3:]
+    per_layer = []
+    for layer, block in enumerate(blocks):
+      x = inputs[g][layer].reshape(-1, math.prod(feat)).astype(jnp.float32)
+      if rule == "wina":
+        t = sa.calibrate(x, target, score="wina",
+                         weight=_consumers(block)[g].astype(jnp.float32))
+      else:
+        t = jnp.broadcast_to(sa.calibrate(x, target), x.shape[-1:])
+      per_layer.append(t.reshape(feat))
+    thresholds[g] = jnp.stack(per_layer)
+  return {"kind": "cats" if rule == "cats" else "threshold",
+          "thresholds": thresholds}
+
+
+def activation(args, data) -> dict:
+  """Training-free activation sparsity on a trained checkpoint."""
+  model = load_checkpoint(args.from_, stacked=args.stacked)
+  cfg = model.cfg
+  windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
+                                   max_windows=args.val_windows)
+  before = evaluate_bpb(model, windows)
+  calib = calibration_batches(data, cfg, windows=args.calibration,
+                              seed=args.seed)
+  setting = calibrate_activation(model, args.activation, args.target, calib)
+  lm_model.set_activation_sparsity(model, setting["kind"],
+                                   thresholds=setting.get("thresholds"),
+                                   topk_k=setting.get("topk_k"))
+  after = evaluate_bpb(model, windows)
+  # Realised sparsity of what each projection group reads, per layer.
+  _, seen = model(jnp.asarray(windows[:min(len(windows), 32), :-1]),
+                  collect=True)
+  realised = {g: [float(jnp.mean(seen[g][layer] == 0))
+                  for layer in range(cfg.num_layers)]
+              for g in lm_model.GROUPS}
+  print(f"\n{args.activation} at target {args.target}: realised sparsity of "
+        "the projections' inputs per layer (validation windows)")
+  print(sparsity_table(realised))
+  print(f"\nval bpb: dense {before:.4f}, sparse {after:.4f}")
+  results = {"command": "activation", "method": args.activation,
+             "sparsity": args.target, "target": args.target, "steps": 0,
+             "val_bpb": after, "val_bpb_dense": before,
+             "layer_sparsity": realised, "checkpoint": str(args.from_)}
+  stem = f"lm_activation_{args.activation}_{args.target:g}"
+  out = pathlib.Path(args.out)
+  path = _write(out, stem, results)
+  png = out / f"{stem}.png"
+  _plot(png, {g: (range(cfg.num_layers), v, "o-")
+              for g, v in realised.items()},
+        title=f"{args.activation} target {args.target}: bpb {before:.3f} -> "
+        f"{after:.3f}", xlabel="layer", ylabel="realised input sparsity")
+  print(f"wrote {path} and {png}")
+  return results
+
+
+# ---------------------------------------------------------------- generate
+
+
+def generate(args) -> dict:
+  """Greedy or sampled continuation of ``--prompt`` with the KV cache."""
+  model = load_checkpoint(args.from_, stacked=args.stacked,
+                          dtype="bfloat16" if args.bf16 else None)
+  prompt = text_data.encode(args.prompt)[None]
+  if prompt.shape[1] == 0:
+    raise ValueError("--prompt: must not be empty")
+  kw = dict(steps=args.tokens, temperature=args.temperature, seed=args.seed)
+  start = time.perf_counter()
+  out = jax.block_until_ready(lm_model.generate(model, prompt, **kw))
+  first = time.perf_counter() - start
+  start = time.perf_counter()
+  out = jax.block_until_ready(lm_model.generate(model, prompt, **kw))
+  seconds = time.perf_counter() - start
+  tokens_per_s = args.tokens / seconds
+  print(args.prompt + text_data.decode(np.asarray(out[0])))
+  print(f"\n{args.tokens} tokens in {seconds:.3f} s ({first:.1f} s with "
+        f"compilation): tokens/s {tokens_per_s:,.1f}")
+  return {"command": "generate", "tokens": np.asarray(out[0]).tolist(),
+          "tokens_per_s": tokens_per_s}
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("command", nargs="?", choices=("train", "generate"),
+                      default="train",
+                      help="train (also --oneshot/--activation) or generate")
+  parser.add_argument("--method", choices=METHODS, default="dense")
+  parser.add_argument("--sparsity", default="0.9",
+                      help="weight sparsity; for --oneshot also n:m")
+  parser.add_argument("--steps", type=int, default=2000)
+  parser.add_argument("--lr", type=float, default=3e-3, help="peak Adam lr")
+  parser.add_argument("--batch-size", type=int, default=None)
+  parser.add_argument("--tiny", action="store_true",
+                      help="the test-size model (2 layers, d=32, seq 32)")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--out", default="out")
+  parser.add_argument("--data-dir", default=None)
+  layout = parser.add_mutually_exclusive_group()
+  layout.add_argument("--stacked", dest="stacked", action="store_true",
+                      default=None, help="blocks stacked, run by nnx.scan")
+  layout.add_argument("--unstacked", dest="stacked", action="store_false",
+                      help="a list of blocks")
+  parser.add_argument("--bf16", action="store_true",
+                      help="bfloat16 compute, float32 master weights")
+  parser.add_argument("--val-windows", type=int, default=256,
+                      help="fixed validation windows for the bpb")
+  parser.add_argument("--eval-every", type=int, default=None)
+  parser.add_argument("--oneshot", choices=("magnitude", "wanda",
+                                            "sparsegpt"))
+  parser.add_argument("--activation", choices=("teal", "wina", "cats",
+                                               "topk"))
+  parser.add_argument("--target", type=float, default=0.5,
+                      help="activation sparsity target")
+  parser.add_argument("--calibration", type=int, default=64,
+                      help="training windows for calibration")
+  parser.add_argument("--from", dest="from_", default=None,
+                      help="checkpoint directory written by a training run")
+  parser.add_argument("--prompt", default="The ")
+  parser.add_argument("--tokens", type=int, default=200)
+  parser.add_argument("--temperature", type=float, default=0.0)
+  args = parser.parse_args(argv)
+  needs_ckpt = args.command == "generate" or args.oneshot or args.activation
+  if needs_ckpt and not args.from_:
+    parser.error("--from CKPT is required by generate, --oneshot and "
+                 "--activation")
+  if args.oneshot and args.activation:
+    parser.error("--oneshot and --activation are separate commands")
+  if args.oneshot:
+    try:
+      parse_sparsity(args.sparsity)
+    except ValueError:
+      parser.error(f"--sparsity: expected a fraction or n:m, got "
+                   f"{args.sparsity!r}")
+  elif args.command == "train" and not args.activation:
+    args.sparsity = float(args.sparsity)
+    if not 0.0 <= args.sparsity < 1.0:
+      parser.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    if args.steps < 1:
+      parser.error(f"--steps must be >= 1, got {args.steps}")
+  if not 0.0 <= args.target < 1.0:
+    parser.error(f"--target must be in [0, 1), got {args.target}")
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  """Runs one command; returns its results (those written to the JSON)."""
+  args = parse_args(argv)
+  if args.command == "generate":
+    return generate(args)
+  data = text_data.load_text(args.data_dir)
+  if args.oneshot:
+    results = oneshot(args, data)
+  elif args.activation:
+    results = activation(args, data)
+  else:
+    results = train(args, data)
+  print(f"val_bpb {results['val_bpb']:.4f}")
+  return results
+
+
+if __name__ == "__main__":
+  main()
