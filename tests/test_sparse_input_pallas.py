@@ -95,6 +95,15 @@ def test_clustered_blocks_and_gpu_splits(impl):
   _close(y, x @ w, jnp.float32)
 
 
+@pytest.mark.parametrize("impl", list(MODES))
+def test_batch_above_one_gpu_batch_tile(impl):
+  # 70 rows: two GPU batch tiles of 64 (padded to 128 rows).
+  x, w = _inputs(8, 70, 40, 64, 0.5, jnp.float32)
+  y = sparse_input_matmul(x, w, block_rows=16, implementation=impl,
+                          interpret=MODES[impl])
+  _close(y, x @ w, jnp.float32)
+
+
 @pytest.mark.parametrize("blocks_per_step", [1, 3])
 def test_tpu_blocks_per_step(blocks_per_step):
   # About 14 of 25 row blocks active: several steps and a partial last one.

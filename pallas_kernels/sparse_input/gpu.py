@@ -16,7 +16,9 @@ are valid rows, so the loads stay in bounds).
 Batch: up to `MAX_ROW_SUM_BATCH` rows, each row's product is an elementwise
 multiply and a column sum (the GEMV of TEAL; Triton's `dot` needs at least
 16 rows); larger batches are padded to a power of two of at least 16 rows
-and use `pltriton.dot` (tensor cores; float32 operands without TF32).
+and use `pltriton.dot` (tensor cores; float32 operands without TF32), in
+tiles of at most `MAX_BATCH_TILE` rows along a third grid axis (each tile
+reads the active rows of `W` again: the kernel is meant for decoding).
 
 **Combining the K splits: a second reduction, not atomics.** Each program
 writes its partial sums to its own slot of a float32 `[splits, b, n]`
@@ -61,7 +63,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-__all__ = ("BLOCK_COLS", "BLOCK_ROWS", "MAX_ROW_SUM_BATCH",
+__all__ = ("BLOCK_COLS", "BLOCK_ROWS", "MAX_BATCH_TILE", "MAX_ROW_SUM_BATCH",
            "TRITON_CALL_TARGET", "check_blocks", "default_splits", "matmul",
            "split_range")
 
@@ -72,6 +74,8 @@ BLOCK_ROWS = 32
 BLOCK_COLS = 128
 #: Largest batch that uses the elementwise GEMV body.
 MAX_ROW_SUM_BATCH = 4
+#: Rows of the batch per program of the dot body.
+MAX_BATCH_TILE = 64
 # Programs to aim for: two per SM of an H100 (132 SMs).
 _TARGET_PROGRAMS = 264
 _MAX_SPLITS = 16
@@ -119,7 +123,7 @@ def split_range(count, s, splits, block_rows):
 
 def _kernel(idx_ref, count_ref, x_ref, w_ref, o_ref, *, splits, block_rows,
             block_cols, n, batch, use_dot):
-  j, s = pl.program_id(0), pl.program_id(1)
+  j, s, i = pl.program_id(0), pl.program_id(1), pl.program_id(2)
   lo, hi, steps = split_range(count_ref[0], s, splits, block_rows)
   cols = pl.ds(j * block_cols, block_cols)
   if n % block_cols:
@@ -143,7 +147,8 @@ def _kernel(idx_ref, count_ref, x_ref, w_ref, o_ref, *, splits, block_rows,
     def body(t, acc):
       ii, live, wb = load(t)
       # Full index arrays: Triton cannot broadcast a slice against `ii`.
-      r = lax.broadcasted_iota(jnp.int32, (acc.shape[0], 1), 0)
+      r = (i * acc.shape[0]
+           + lax.broadcasted_iota(jnp.int32, (acc.shape[0], 1), 0))
       xb = jnp.where(live[None, :], x_ref[r, ii[None, :]], 0)
       if xb.dtype != wb.dtype:  # Mixed precision: multiply in float32.
         xb, wb = xb.astype(jnp.float32), wb.astype(jnp.float32)
@@ -205,10 +210,13 @@ def matmul(x, w, idx, count, *, block_rows=BLOCK_ROWS,
     check_blocks(b, block_rows, block_cols)
   if splits is None:
     splits = default_splits(d, n, block_rows, block_cols)
-  # Triton block shapes are powers of two; the dot needs 16 rows.
+  # Triton block shapes are powers of two; the dot needs 16 rows; larger
+  # batches are cut into tiles of MAX_BATCH_TILE rows (a third grid axis).
   rows = 1 << (b - 1).bit_length()
   if use_dot:
     rows = max(16, rows)
+  bm = min(rows, MAX_BATCH_TILE)
+  rows = pl.cdiv(rows, bm) * bm
   if rows != b:
     x = jnp.pad(x, ((0, rows - b), (0, 0)))
   tiles = pl.cdiv(n, block_cols)
@@ -216,9 +224,10 @@ def matmul(x, w, idx, count, *, block_rows=BLOCK_ROWS,
       functools.partial(_kernel, splits=splits, block_rows=block_rows,
                         block_cols=block_cols, n=n, batch=b,
                         use_dot=use_dot),
-      grid=(tiles, splits),
+      grid=(tiles, splits, rows // bm),
       in_specs=[pl.BlockSpec()] * 4,
-      out_specs=pl.BlockSpec((1, rows, block_cols), lambda j, s: (s, 0, j)),
+      out_specs=pl.BlockSpec((1, bm, block_cols),
+                             lambda j, s, i: (s, i, j)),
       out_shape=jax.ShapeDtypeStruct((splits, rows, tiles * block_cols),
                                      jnp.float32),
       compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=2),

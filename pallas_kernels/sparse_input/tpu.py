@@ -74,6 +74,9 @@ MAX_ROW_SUM_BATCH = 8
 _MAX_COLS = 16384
 # Bytes of W to aim for per grid step (see the module docstring).
 _STEP_BYTES = 512 * 1024
+# Largest float32 accumulator block (2 MB), which bounds the output tile
+# width for large batches.
+_ACC_ELEMS = 1 << 19
 
 
 def default_block_rows(dtype):
@@ -89,17 +92,20 @@ def check_blocks(d, block_rows):
                      f"interpret= to run other blocks in interpret mode.")
 
 
-def _block_cols(n):
+def _block_cols(n, batch):
   if n % 128:
     return n  # A block as wide as the array is always allowed.
+  # As wide as possible, with the float32 accumulator [batch, cols] within
+  # _ACC_ELEMS (VMEM) for large batches.
+  widest = min(_MAX_COLS, max(128, _ACC_ELEMS // batch // 128 * 128))
   tiles = n // 128
   return 128 * max(t for t in range(1, tiles + 1)
-                   if tiles % t == 0 and 128 * t <= _MAX_COLS)
+                   if tiles % t == 0 and 128 * t <= widest)
 
 
-def default_blocks_per_step(block_rows, n, dtype):
+def default_blocks_per_step(block_rows, n, dtype, batch=1):
   """Row blocks per grid step: enough for about 0.5 MB of `W`, at most 8."""
-  step_bytes = block_rows * _block_cols(n) * jnp.dtype(dtype).itemsize
+  step_bytes = block_rows * _block_cols(n, batch) * jnp.dtype(dtype).itemsize
   return max(1, min(8, -(-_STEP_BYTES // step_bytes)))
 
 
@@ -199,11 +205,11 @@ def matmul(x, w, *, block_rows=None, blocks_per_step=None, out_dtype=None,
   block_rows = min(block_rows, d)
   nb = pl.cdiv(d, block_rows)
   if blocks_per_step is None:
-    blocks_per_step = default_blocks_per_step(block_rows, n, w.dtype)
+    blocks_per_step = default_blocks_per_step(block_rows, n, w.dtype, b)
   blocks_per_step = min(blocks_per_step, nb)
   ids, count = active_blocks(x, block_rows, blocks_per_step)
   xt = jnp.pad(x.T, ((0, nb * block_rows - d), (0, 0)))
-  bn = _block_cols(n)
+  bn = _block_cols(n, b)
   g_range = range(blocks_per_step)
   # The same x.T and W are passed once per block of a step, each operand
   # with an index map that picks its own active block.
