@@ -4,8 +4,8 @@
 The TEAL kernel in Pallas. The active input channels (columns of `x` that
 are nonzero in some row of the batch) are listed first, in XLA, by
 `reference.active_rows`: int32 indices, active ones first, and their count.
-The kernel's grid is `(output column tiles, K splits)`. Program `(j, s)`
-takes the `s`-th share of the active list (a multiple of `block_rows`
+The kernel's grid is `(output column tiles, K splits, batch tiles)` (one
+batch tile up to `MAX_BATCH_TILE` rows). Program `(j, s, .)` takes the `s`-th share of the active list (a multiple of `block_rows`
 entries), and per step loads `block_rows` indices, gathers those columns of
 `x` and those rows of `W` restricted to its `block_cols` output columns, and
 adds their product into a float32 accumulator. Rows of `W` whose channel is
