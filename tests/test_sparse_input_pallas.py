@@ -123,6 +123,21 @@ def test_tpu_blocks_per_step(blocks_per_step):
   _close(y, x @ w, jnp.float32)
 
 
+def test_strict_simulator_catches_a_bad_block_table(monkeypatch):
+  # The TPU numerics above mean something because the simulator rejects an
+  # out-of-bounds block id (plain interpret=True would clamp it).
+  listing = tpu.active_blocks
+
+  def shifted(x, block_rows, blocks_per_step=1):
+    ids, count = listing(x, block_rows, blocks_per_step)
+    return ids + ids.shape[0], count
+
+  monkeypatch.setattr(tpu, "active_blocks", shifted)
+  x, w = _inputs(2, 1, 32, 128, 0.0, jnp.float32)
+  with pytest.raises(Exception, match="(?i)out[- ]of[- ]bounds"):
+    jax.block_until_ready(tpu.matmul(x, w, block_rows=8, interpret=STRICT))
+
+
 @pytest.mark.parametrize("block_rows", [1, 8, 16])
 @pytest.mark.parametrize("splits", [1, 3, 16])
 def test_gpu_split_ranges_tile_the_list_in_bounds(block_rows, splits):
