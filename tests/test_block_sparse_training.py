@@ -233,3 +233,34 @@ def test_errors_name_the_leaf():
     with sj.nn.block_sparse_kernels(model, masks, block_shape=(8, 8),
                                     capacities={"x": 1}, where=r"^lin/"):
       pass
+
+
+@pytest.mark.parametrize("max_piece", [1, 2, 4, 8])
+@pytest.mark.parametrize("block", [(8, 8), (4, 16)])
+def test_xla_backward_piece_sizes_match_dense(max_piece, block):
+  from pallas_kernels import BlockSparseMatrix
+  from pallas_kernels.block_sparse import reference
+  rng = np.random.default_rng(max_piece)
+  bk, bn = block
+  kb, nb = 12, 5
+  bmask = rng.random((kb, nb)) < 0.5
+  bmask[:, 0] = True  # a long column and a long row
+  bmask[1, :] = True
+  bmask[:, 3] = False  # an empty column
+  w = rng.normal(size=(kb * bk, nb * bn)).astype(np.float32)
+  wm = BlockSparseMatrix.from_dense(jnp.asarray(w), block, jnp.asarray(bmask),
+                                    capacity=int(bmask.sum()) + 3)
+  dense = np.asarray(wm.to_dense())
+  x = rng.normal(size=(9, kb * bk)).astype(np.float32)
+  dy = rng.normal(size=(9, nb * bn)).astype(np.float32)
+  got_t = jax.jit(lambda d, w: reference.matmul_t(d, w, _max_piece=max_piece))(
+      dy, wm)
+  np.testing.assert_allclose(got_t, dy @ dense.T, rtol=1e-5, atol=1e-4)
+  got = jax.jit(lambda a, d, w: reference.sdd(a, d, w, _max_piece=max_piece))(
+      x, dy, wm)
+  full = (x.T @ dy).reshape(kb, bk, nb, bn)
+  rows, cols = np.asarray(wm.row_ids), np.asarray(wm.col_ids)
+  nnz = int(wm.nnz)
+  want = np.zeros((wm.capacity, bk, bn), np.float32)
+  want[:nnz] = full[rows[:nnz], :, cols[:nnz], :]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
