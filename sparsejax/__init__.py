@@ -19,6 +19,7 @@ from sparsejax._engine import MaskUpdate
 from sparsejax._engine import SparseState
 from sparsejax._engine import forward_params
 from sparsejax._engine import get_masks
+from sparsejax._rules import Rule
 from sparsejax._specs import LeafSpec
 from sparsejax._specs import leaf_specs
 from sparsejax._mask_schedule import is_mask_update_step
@@ -60,6 +61,7 @@ __all__ = (
     "SparseState",
     "forward_params",
     "get_masks",
+    "Rule",
     "LeafSpec",
     "leaf_specs",
     "is_mask_update_step",

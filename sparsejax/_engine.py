@@ -397,9 +397,9 @@ def sparse_wrapper(
           leaf_sparsities(distribution, params), params,
           name="distribution(params)", check_shapes=False))
     else:
-      dist = _distributions.resolve(distribution, sparsity_at(count),
-                                    where=view.sparse_rule())
-      per_leaf = leaf_sparsities(dist, view.to(params))
+      per_leaf = view.expand(_distributions.named_on_resolved(
+          distribution, sparsity_at(count), where, view.specs, params))
+      per_leaf = leaf_sparsities(lambda _: per_leaf, view.to(params))
     return budgets_for(per_leaf, view.to(params), block_shape)
 
   def scale_at(count):

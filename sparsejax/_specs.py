@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsejax import _rules
 from sparsejax import _tree
 
 __all__ = ("LeafSpec", "leaf_specs", "STACK_AXIS_NAMES")
@@ -689,13 +690,25 @@ def resolve(specs: Any, where: Any, params: Any,
           f"`specs` has no entry for the params leaves {missing}; pass the "
           "specs of the same model (sj.leaf_specs(model)).")
     known = {p: (by_path.get(p), by_path.get(p)) for p, _ in pairs}
-  rule = None if where is None else _tree.compile_where(where)
+  rules = where if _rules.is_rules(where) else None
+  if rules is not None:
+    _rules.check_all_used(rules, [p for p, _ in pairs])
+    rule = None
+  else:
+    _rules.check_rules(where)
+    rule = None if where is None else _tree.compile_where(where)
   if chosen is not None:
     rule = dict(zip([p for p, _ in pairs], chosen, strict=True))
     rule = lambda path, leaf, flags=rule: flags[path]
   out = []
   for path, leaf in pairs:
     spec, axes = known.get(path, (None, None))
+    if rules is not None:
+      matched = _rules.first_match(rules, path)
+      if matched is not None and matched.dense:
+        spec = None
+      elif matched is not None:
+        rule = lambda p, leaf: True  # the leaf is sparse: take its axes
     if rule is not None:
       value = leaf.get_value() if _tree.is_variable(leaf) else leaf
       selected = rule(path, value)
@@ -715,6 +728,8 @@ def resolve(specs: Any, where: Any, params: Any,
     if spec is not None:
       spec = spec.resolve(len(_shape(leaf)), path)
     out.append(spec)
+    if rules is not None:
+      rule = None
   return out
 
 
@@ -757,7 +772,7 @@ class View:
     leaves = self.treedef.flatten_up_to(per_leaf)
     out = []
     for s, v, shape in zip(self.specs, leaves, self.shapes, strict=True):
-      if s is None or v is None or not s.resolve(len(shape)).stack_axes:
+      if s is None or not s.resolve(len(shape)).stack_axes:
         out.append(v)
       else:
         out.append((v,) * s.num_slices(shape))

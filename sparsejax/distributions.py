@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsejax import _rules
 from sparsejax import _specs
 from sparsejax import _tree
 
@@ -73,17 +74,26 @@ def select(params: Any, where: Where = None, *, specs: Any = None) -> Any:
   return jax.tree.unflatten(treedef, [s is not None for s in resolved])
 
 
-def _on_view(params: Any, where: Where, specs: Any,
-             compute: Callable[[Any, Callable[[str, Any], bool]], Any]) -> Any:
+def _on_view(params: Any, where: Where, specs: Any, compute,
+             resolved: Any = None) -> Any:
   """Per-leaf sparsities computed on the view of ``params`` (one per leaf).
 
-  ``compute(view_params, rule)`` gives a sparsity per slice of the view;
-  the slices of a stacked leaf have one shape, hence one value, which
-  becomes the leaf's.
+  ``compute(view_params, rule, fixed)`` gives a sparsity per slice of the
+  view, where ``rule`` selects the sparse slices and ``fixed`` holds the
+  sparsities that ``sj.Rule`` entries of ``where`` fix (one per view leaf,
+  ``None`` elsewhere). The slices of a stacked leaf have one shape, hence
+  one value, which becomes the leaf's. ``resolved`` gives the leaves' specs
+  when the caller has them already.
   """
   raw = _tree.unwrap_variables(params)
-  view = _specs.View(_specs.resolve(specs, where, params), raw)
-  per_slice = compute(view.to(raw), view.sparse_rule())
+  if resolved is None:
+    resolved = _specs.resolve(specs, where, params)
+  view = _specs.View(resolved, raw)
+  paths = [p for p, _ in _tree.leaves_with_paths(raw)]
+  fixed = view.expand(jax.tree.unflatten(
+      view.treedef, _rules.fixed_sparsities(where, paths)))
+  fixed = jax.tree.leaves(fixed, is_leaf=_tree.is_none)
+  per_slice = compute(view.to(raw), view.sparse_rule(), fixed)
   parts = view.treedef.flatten_up_to(per_slice)
   return jax.tree.unflatten(view.treedef, [
       p[0] if isinstance(p, tuple) else p for p in parts])
@@ -135,16 +145,31 @@ def uniform(sparsity: Any, *, where: Where = None,
   """
   _check_target(sparsity)
 
-  def distribution(params):
-    chosen = select(params, where, specs=specs)
-    return jax.tree.map(lambda c: sparsity if c else None, chosen)
+  return lambda params: _on_view(params, where, specs,
+                                 _uniform_on_view(sparsity))
 
-  return distribution
+
+def _uniform_on_view(sparsity: Any):
+  def on_view(params, rule, fixed):
+    chosen = _chosen_view_leaves(params, rule)
+    treedef = jax.tree.structure(params, is_leaf=_tree.is_none)
+    return jax.tree.unflatten(treedef, [
+        None if not c else (sparsity if f is None else f)
+        for c, f in zip(chosen, fixed, strict=True)])
+  return on_view
 
 
 def _erdos_renyi(sparsity: Any, where: Where, specs: Any, power_scale: float,
                  kernel: bool) -> Distribution:
   """RigL's Erdős–Rényi(-Kernel) budgets with the dense-promotion loop."""
+  return lambda params: _on_view(
+      params, where, specs, _erdos_renyi_on_view(sparsity, power_scale,
+                                                 kernel))
+
+
+def _erdos_renyi_on_view(sparsity: Any, power_scale: float, kernel: bool):
+  """The ER(K) solve on view leaves; leaves with a fixed sparsity are left
+  out of it (RigL's ``custom_sparsity_map``)."""
 
   def raw_probability(shape):
     if kernel:
@@ -153,13 +178,14 @@ def _erdos_renyi(sparsity: Any, where: Where, specs: Any, power_scale: float,
       score = (shape[-2] + shape[-1]) / (shape[-2] * shape[-1])
     return score ** power_scale
 
-  def on_view(params, rule):
+  def on_view(params, rule, fixed):
     flat = _chosen_view_leaves(params, rule)
     leaves = jax.tree.leaves(params, is_leaf=_tree.is_none)
     treedef = jax.tree.structure(params, is_leaf=_tree.is_none)
-    sparse = [i for i, c in enumerate(flat) if c]
+    sparse = [i for i, c in enumerate(flat) if c and fixed[i] is None]
     if not sparse:
-      return jax.tree.unflatten(treedef, [None] * len(flat))
+      return jax.tree.unflatten(treedef, [
+          fixed[i] if c else None for i, c in enumerate(flat)])
     shapes = [tuple(np.shape(leaves[i])) for i in sparse]
     for i, shape in zip(sparse, shapes, strict=True):
       if len(shape) < 2:
@@ -184,9 +210,12 @@ def _erdos_renyi(sparsity: Any, where: Where, specs: Any, power_scale: float,
     for j, i in enumerate(sparse):
       d = densities[j]
       out[i] = float(1.0 - d) if xp is np else 1.0 - d
+    for i, c in enumerate(flat):
+      if c and fixed[i] is not None:
+        out[i] = fixed[i]
     return jax.tree.unflatten(treedef, out)
 
-  return lambda params: _on_view(params, where, specs, on_view)
+  return on_view
 
 
 def erk(sparsity: Any, *, where: Where = None, specs: Any = None,
@@ -317,6 +346,20 @@ def by_path(rules: Mapping[str, Any], *,
 
 
 _NAMED = {"uniform": uniform, "er": er, "erk": erk}
+
+
+def named_on_resolved(name: str, sparsity: Any, where: Where,
+                      resolved: Any, params: Any) -> Any:
+  """Per-leaf sparsities of a named distribution for given leaf specs.
+
+  The transforms resolve each leaf's spec once (at ``init``, where NNX
+  metadata is visible) and pass it here, with the ``where`` whose rules may
+  fix some leaves' sparsities.
+  """
+  _check_target(sparsity)
+  compute = (_uniform_on_view(sparsity) if name == "uniform" else
+             _erdos_renyi_on_view(sparsity, 1.0, kernel=name == "erk"))
+  return _on_view(params, where, None, compute, resolved=resolved)
 
 
 def resolve(distribution: str | Distribution, sparsity: Any, *,

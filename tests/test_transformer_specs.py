@@ -421,3 +421,49 @@ def test_init_pruning_and_lottery_follow_the_specs():
   for path, nnz in _slice_nnz(ticket, specs).items():
     size = _matrix(_flat(params)[path], specs[path])[0].size
     np.testing.assert_array_equal(nnz, [round(size / 2)] * len(nnz))
+
+
+def test_rules_exclude_fix_and_erk_solves_over_the_rest():
+  model = tm.Decoder()
+  params = tm.params_of(model)
+  rules = [sj.Rule(r"^head/", dense=True),
+           sj.Rule(r"attn/(query|key|value)/kernel", sparsity=0.5)]
+  got = _flat(sj.distributions.erk(0.8, where=rules, specs=model)(params))
+  specs = _flat(sj.leaf_specs(model))
+  leaves = _flat(params)
+  assert got["head/kernel"] is None and got["embed/embedding"] is None
+  qkv = [p for p in got if re_qkv(p)]
+  assert qkv and all(got[p] == 0.5 for p in qkv)
+  rest = [p for p, s in specs.items()
+          if s is not None and p not in qkv and not p.startswith("head/")]
+  shapes = [_matrix(leaves[p], specs[p]).shape[1:] for p in rest]
+  for p, density in zip(rest, rigl_erk(shapes, 0.8)):
+    assert got[p] == pytest.approx(1 - density, abs=1e-6), p
+  tx = sj.rigl(optax.adam(1e-2), sparsity=0.8, end_step=10, where=rules,
+               specs=model)
+  masks = _flat(sj.get_masks(tx.init(params)))
+  assert masks["head/kernel"] is None
+  q = np.asarray(masks["blocks/0/attn/query/kernel"])
+  assert q.sum() == q.size // 2
+  with pytest.raises(ValueError, match="matches no leaf"):
+    sj.rigl(optax.adam(1e-2), sparsity=0.8, end_step=10,
+            where=[sj.Rule("nothing")]).init(params)
+  with pytest.raises(ValueError, match=r"\[0, 1\)"):
+    sj.Rule("x", sparsity=1.5)
+
+
+def re_qkv(path):
+  import re
+  return re.search(r"attn/(query|key|value)/kernel", path) is not None
+
+
+def test_transformer_guide_code_runs():
+  import pathlib
+  import re
+  text = (pathlib.Path(__file__).parent.parent / "docs" /
+          "transformers.md").read_text()
+  blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+  assert len(blocks) >= 4
+  namespace = {}
+  for i, block in enumerate(blocks):
+    exec(compile(block, f"transformers.md block {i}", "exec"), namespace)  # pylint: disable=exec-used
