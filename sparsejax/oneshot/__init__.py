@@ -2,10 +2,12 @@
 """One-shot pruning of trained models: Wanda, SparseGPT and a model driver.
 
 The per-layer functions take a Flax kernel ``[in, out]`` and the layer's
-calibration inputs ``[tokens, in]``; :func:`prune_model` captures every
-dense layer's inputs of a Flax NNX or Linen model on calibration batches and
-prunes the layers one after another, each with the inputs produced by the
-already pruned layers before it.
+calibration inputs ``[tokens, in]``; :func:`prune_model` captures the inputs
+of every linear map of a Flax NNX model (``Linear``, ``LinearGeneral``
+attention projections, ``Einsum``, per slice of ``nnx.scan`` stacks) or of
+every ``nn.Dense`` of a Linen model on calibration batches and prunes them
+one after another on their ``[fan_in, fan_out]`` matrix views, each with the
+inputs produced by the already pruned layers before it.
 """
 
 from sparsejax.oneshot._driver import OneShotResult

@@ -2,15 +2,15 @@
 """Model-level one-shot pruning for Flax NNX and Linen models.
 
 Like the reference implementations of Wanda and SparseGPT, the driver prunes
-the dense layers one after another in the order the forward pass calls them;
-each layer is pruned with the inputs it receives on the calibration batches
-from the layers before it, already pruned (sequential pruning). Inputs are
-captured by intercepting the layers' calls (eagerly, outside ``jit``): NNX
-``nnx.Linear`` calls are recorded by a temporary wrapper of its
-``__call__``, Linen ``nn.Dense`` calls with ``nn.intercept_methods``.
+the linear maps one after another in the order the forward pass calls them;
+each is pruned with the inputs it receives on the calibration batches from
+the layers before it, already pruned (sequential pruning). NNX models: see
+:mod:`sparsejax.oneshot._nnx` (``Linear``, ``LinearGeneral``, ``Einsum``, per
+slice of ``nnx.vmap`` stacks, inside ``nnx.scan`` and under ``nnx.jit``).
+Linen modules: ``nn.Dense`` calls are recorded eagerly with
+``nn.intercept_methods``.
 """
 
-import contextlib
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from sparsejax import _tree
 from sparsejax import masks as _masks
 from sparsejax.oneshot import _common
+from sparsejax.oneshot import _nnx
 from sparsejax.oneshot._sparsegpt import sparsegpt
 from sparsejax.oneshot._wanda import wanda
 
@@ -44,9 +45,11 @@ class OneShotResult(NamedTuple):
   layers: tuple[str, ...]
 
 
-def _prune_layer(method, w, x, sparsity, nm, *, blocksize, percdamp):
+def _prune_layer(method, w, x, sparsity, nm, *, blocksize, percdamp,
+                 per_output):
   if method == "sparsegpt":
-    return sparsegpt(w, x, sparsity, blocksize=blocksize, percdamp=percdamp)
+    return sparsegpt(w, x, sparsity, blocksize=blocksize, percdamp=percdamp,
+                     per_output=per_output)
   if method == "wanda":
     mask = wanda(w, x, sparsity)
   elif nm is not None:
@@ -104,55 +107,12 @@ def _set_path(tree: dict, path: list[str], value: Any) -> dict:
   return out
 
 
-def _masks_like(params: Any, kernel_masks: dict[str, jax.Array]) -> Any:
-  return _tree.map_with_path(
-      lambda path, leaf: kernel_masks.get(path), params)
-
-
-@contextlib.contextmanager
-def _record_nnx(nnx, targets: dict[int, str], store: dict[str, list]):
-  original = nnx.Linear.__call__
-
-  def recording(self, x, *args, **kwargs):
-    name = targets.get(id(self))
-    if name is not None:
-      store.setdefault(name, []).append(x)
-    return original(self, x, *args, **kwargs)
-
-  nnx.Linear.__call__ = recording
-  try:
-    yield
-  finally:
-    nnx.Linear.__call__ = original
-
-
-def _prune_nnx(nnx, model, batches, *, rule, prune):
-  modules = {}
-  for path, module in nnx.iter_modules(model):
-    name = "/".join(str(p) for p in path)
-    if isinstance(module, nnx.Linear) and rule(name, module):
-      modules[id(module)] = (name, module)
-
-  def capture(targets):
-    store = {}
-    with _record_nnx(nnx, targets, store):
-      for batch in batches:
-        model(batch)
-    return store
-
-  # The call order decides the pruning order.
-  order = list(capture({k: n for k, (n, _) in modules.items()}))
-  by_name = {n: m for n, m in modules.values()}
-  kernel_masks = {}
-  for name in order:
-    module = by_name[name]
-    inputs = capture({id(module): name})[name]
-    kernel = module.kernel.get_value()
-    new, mask = prune(kernel, _flat_inputs(inputs, name), name)
-    module.kernel.set_value(new.astype(kernel.dtype))
-    kernel_masks[f"{name}/kernel" if name else "kernel"] = mask
+def _prune_nnx(nnx, model, batches, *, rule, prune, specs):
+  targets = _nnx.find_targets(nnx, model, rule, specs)
+  kernel_masks, labels = _nnx.prune_sequentially(nnx, model, batches,
+                                                 targets, prune)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-  return OneShotResult(params, _masks_like(params, kernel_masks), tuple(order))
+  return OneShotResult(params, _nnx.masks_like(params, kernel_masks), labels)
 
 
 def _prune_linen(nn, module, variables, batches, *, rule, prune):
@@ -162,14 +122,29 @@ def _prune_linen(nn, module, variables, batches, *, rule, prune):
   if "params" not in variables:
     raise ValueError("`variables` must hold a 'params' collection.")
 
+  refused = (nn.DenseGeneral, nn.Einsum, nn.Conv, nn.ConvTranspose)
+
   def capture(only):
     store = {}
 
     def interceptor(next_fun, args, kwargs, context):
       mod = context.module
-      if isinstance(mod, nn.Dense) and context.method_name == "__call__":
+      if context.method_name == "__call__" and isinstance(
+          mod, (nn.Dense,) + refused):
         name = "/".join(str(p) for p in mod.path)
+        if only is None and rule(name, mod) and isinstance(mod, refused):
+          raise ValueError(
+              f"prune_model cannot prune the Linen {type(mod).__name__} "
+              f"layer '{name}' (it prunes nn.Dense layers of Linen modules); "
+              "exclude it with `where`, or use Flax NNX.")
         if (only is None and rule(name, mod)) or name == only:
+          if not _tree.is_concrete(args[0]):
+            raise ValueError(
+                f"prune_model cannot record the inputs of the Linen layer "
+                f"'{name}': it runs inside a JAX transformation (nn.scan, "
+                "nn.jit, jax.jit, ...), and Linen layers are pruned only "
+                "when called eagerly; use Flax NNX for scanned or jitted "
+                "models.")
           store.setdefault(name, []).append(args[0])
       return next_fun(*args, **kwargs)
 
@@ -179,6 +154,10 @@ def _prune_linen(nn, module, variables, batches, *, rule, prune):
     return store
 
   order = list(capture(None))
+  if not order:
+    raise ValueError(
+        "`where` selects no nn.Dense layer that the module calls on the "
+        "calibration batches: nothing to prune.")
   kernel_masks = {}
   for name in order:
     inputs = capture(name)[name]
@@ -191,7 +170,7 @@ def _prune_linen(nn, module, variables, batches, *, rule, prune):
     variables = _set_path(variables, ["params", *parts, "kernel"],
                           new.astype(kernel.dtype))
     kernel_masks["/".join(["params", *parts, "kernel"])] = mask
-  return OneShotResult(variables, _masks_like(variables, kernel_masks),
+  return OneShotResult(variables, _nnx.masks_like(variables, kernel_masks),
                        tuple(order))
 
 
@@ -203,21 +182,42 @@ def prune_model(
     sparsity: Any,
     variables: Any = None,
     where: Any = None,
+    specs: Any = None,
     blocksize: int = 128,
     percdamp: float = 0.01,
+    per_output: bool = False,
 ) -> OneShotResult:
-  """Prunes every dense layer of a trained Flax model in one shot.
+  """Prunes every linear map of a trained Flax model in one shot.
 
-  The layers (``nnx.Linear`` in an NNX model, ``nn.Dense`` in a Linen
-  module) are pruned one after another in the order of the forward pass;
-  each with its inputs on the calibration batches, as produced by the layers
-  before it after they were pruned (so later layers compensate for the
-  earlier ones, as in the references). ``method`` chooses the per-layer
-  rule: ``"magnitude"`` (the smallest ``|w|`` of the layer, or of every
-  ``m`` inputs for N:M), ``"wanda"`` (:func:`sparsejax.wanda`) or
-  ``"sparsegpt"`` (:func:`sparsejax.sparsegpt`, which also updates the
-  remaining weights). A model with ``nnx.jit``-free ``__call__`` is run
-  eagerly.
+  NNX models: every ``nnx.Linear``, ``nnx.LinearGeneral`` (the q/k/v/out
+  projections of ``nnx.MultiHeadAttention`` included) and ``nnx.Einsum``
+  layer. Each is pruned on the ``[fan_in, fan_out]`` matrix view of its
+  kernel (:meth:`sparsejax.LeafSpec.split`; q/k/v ``[d, heads, head_dim]``
+  -> ``[d, heads * head_dim]``, out ``[heads, head_dim, d]`` ->
+  ``[heads * head_dim, d]``), with its calibration inputs flattened to
+  ``[tokens, fan_in]`` the same way. A layer stacked with ``nnx.vmap`` (run
+  by ``nnx.scan`` or a loop) is pruned slice by slice, each layer slice with
+  its own inputs and its own budget; models whose ``__call__`` is under
+  ``nnx.jit`` work too. Linen modules: ``nn.Dense`` layers called eagerly.
+
+  The layers (slices) are pruned one after another in the order of the
+  forward pass, each with its inputs on the calibration batches as produced
+  by the layers before it after they were pruned (so later layers compensate
+  for the earlier ones, as in the references). Layers that receive exactly
+  the same inputs (q, k and v; the gate and up projections) are pruned
+  together from one recording. ``method`` chooses the per-layer rule:
+  ``"magnitude"`` (the smallest ``|w|`` of the layer, or of every ``m``
+  inputs for N:M), ``"wanda"`` (:func:`sparsejax.wanda`: every output unit
+  keeps its share) or ``"sparsegpt"`` (:func:`sparsejax.sparsegpt`, which
+  also updates the remaining weights). N:M groups run along the flattened
+  contraction axes. The model is run ``1 + (number of groups)`` times over
+  the calibration batches.
+
+  Nothing is skipped silently: a ``where`` or model that selects no layer, a
+  selected layer that is a linear map this function cannot prune (a
+  convolution, an expert weight, a ``LinearGeneral`` with ``batch_axis``),
+  or a selected layer the calibration batches never reach is a
+  ``ValueError``.
 
   Args:
     model: an ``nnx.Module`` (updated in place) or a Linen ``nn.Module``.
@@ -225,18 +225,25 @@ def prune_model(
       is passed as ``model(batch)`` (NNX) or ``model.apply(variables,
       batch)`` (Linen).
     method: ``"magnitude"``, ``"wanda"`` or ``"sparsegpt"``.
-    sparsity: a float in ``[0, 1)`` (per layer), or an ``(n, m)`` pair.
+    sparsity: a float in ``[0, 1)`` (per layer slice), or an ``(n, m)``
+      pair.
     variables: the Linen variables (with a ``'params'`` collection); not
       for NNX.
     where: which layers to prune: ``None`` (all), a regular expression
-      searched in the layer's ``/``-joined path (e.g. ``'^(?!head)'``), or a
-      callable ``(path, module) -> bool``.
+      searched in the layer's ``/``-joined module path (e.g.
+      ``'^(?!head)'``), or a callable ``(path, module) -> bool``.
+    specs: NNX only: the model's leaf specs (:func:`sparsejax.leaf_specs`,
+      e.g. with ``stack_axes=`` for a stack without axis names); ``None``
+      infers them. A kernel whose spec is ``None`` is left dense.
     blocksize: SparseGPT's block size.
     percdamp: SparseGPT's dampening.
+    per_output: SparseGPT's unstructured selection per output unit (as
+      Wanda) instead of over each block (the reference).
 
   Returns:
     A :class:`OneShotResult` with the pruned parameters, their masks and
-    the pruned layers in order.
+    the pruned layers in order (a slice of a stacked layer as
+    ``'path/index'``).
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -268,7 +275,7 @@ def prune_model(
   def prune(w, x, name):
     try:
       return _prune_layer(method, w, x, sparsity, nm, blocksize=blocksize,
-                          percdamp=percdamp)
+                          percdamp=percdamp, per_output=per_output)
     except ValueError as e:
       raise ValueError(f"layer '{name}': {e}") from None
 
@@ -278,8 +285,12 @@ def prune_model(
     if variables is not None:
       raise ValueError("`variables` is for Linen modules; an NNX model "
                        "holds its own parameters.")
-    return _prune_nnx(nnx, model, batches, rule=rule, prune=prune)
+    return _prune_nnx(nnx, model, batches, rule=rule, prune=prune,
+                      specs=specs)
   if isinstance(model, nn.Module):
+    if specs is not None:
+      raise ValueError("`specs` is for NNX models; Linen nn.Dense kernels "
+                       "are their own [in, out] matrices.")
     return _prune_linen(nn, model, variables, batches, rule=rule, prune=prune)
   raise ValueError(
       "`model` must be a Flax NNX or Linen module, got "

@@ -64,6 +64,7 @@ def sparsegpt(
     blocksize: int = 128,
     percdamp: float = 0.01,
     mask: Any = None,
+    per_output: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   r"""SparseGPT: prunes a layer and updates its remaining weights.
 
@@ -80,7 +81,11 @@ def sparsegpt(
   For the first column this is exactly
   :math:`\delta w = -(w_q / [H^{-1}]_{qq}) H^{-1}_{:, q}`. Inputs that are
   zero on every calibration token get their weights zeroed, as in the
-  reference.
+  reference. With ``per_output=True`` (not in the reference) the
+  unstructured selection compares within each output instead of over the
+  whole block, Wanda's comparison group: every output keeps
+  ``round((1 - sparsity) * blocksize)`` weights of every block, so each
+  output unit is at the target when ``sparsity * blocksize`` is whole.
 
   Args:
     w: a kernel ``[in, out]``.
@@ -93,6 +98,8 @@ def sparsegpt(
     percdamp: the dampening, as a fraction of the mean diagonal of ``H``.
     mask: optional keep-mask ``[in, out]`` to use instead of choosing one
       (``sparsity`` is then only checked).
+    per_output: unstructured sparsity only: choose the kept weights of each
+      block per output (column of ``w``) instead of over the block.
 
   Returns:
     ``(w_pruned, mask)``: the compensated kernel, zero where pruned, and its
@@ -131,12 +138,15 @@ def sparsegpt(
           f"`mask` must be a bool array of shape {w.shape}, got "
           f"{mask.dtype}{list(mask.shape)}.")
   return _sparsegpt(w, x, fraction=fraction, nm=nm, blocksize=blocksize,
-                    percdamp=float(percdamp), mask=mask)
+                    percdamp=float(percdamp), mask=mask,
+                    per_output=bool(per_output))
 
 
 @functools.partial(
-    jax.jit, static_argnames=("fraction", "nm", "blocksize", "percdamp"))
-def _sparsegpt(w, x, *, fraction, nm, blocksize, percdamp, mask):
+    jax.jit, static_argnames=("fraction", "nm", "blocksize", "percdamp",
+                              "per_output"))
+def _sparsegpt(w, x, *, fraction, nm, blocksize, percdamp, mask,
+               per_output):
   dtype = w.dtype
   # Torch layout: rows are outputs, columns are inputs.
   wt = w.T.astype(jnp.float32)
@@ -159,7 +169,11 @@ def _sparsegpt(w, x, *, fraction, nm, blocksize, percdamp, mask):
       keep1 = keep_given[:, i1:i2]
     elif nm is None:
       saliency = jnp.square(w1) / jnp.square(jnp.diagonal(u1))[None, :]
-      keep1 = _masks.topk(saliency, _masks.budget(saliency.size, fraction))
+      if per_output:
+        keep1 = _common.keep_per_column(
+            saliency.T, _masks.budget(saliency.shape[1], fraction)).T
+      else:
+        keep1 = _masks.topk(saliency, _masks.budget(saliency.size, fraction))
     else:
       keep1 = jnp.zeros(w1.shape, jnp.bool_)
     q1, keep1, err1 = _prune_block(
