@@ -25,9 +25,10 @@ Commands, from the repository root::
 
 Sparse training (``--method``): ``dense``, ``static``, ``magnitude``
 (Zhu & Gupta's cubic schedule over the first half), ``set``, ``rigl``,
-``srigl``, ``snfs``, ``mest``, ``granet``; all with uniform per-leaf budgets
-on the kernels of the attention and FFN projections only (the embedding,
-the LM head and the norms stay dense). It reports the validation bpb, the
+``srigl``, ``snfs``, ``mest``, ``granet``; all with uniform budgets on
+the kernels of the attention and FFN projections, per layer (the leaf specs
+of ``sj.leaf_specs`` give every slice of a stacked kernel its own budget;
+the embedding, the LM head and the norms stay dense). It reports the validation bpb, the
 realised sparsity of every projection **per layer** (per slice of the
 stacked kernels) and tokens/s; writes ``<out>/lm_<method>_<sparsity>.json``
 and ``.png`` (training loss and validation bpb), and an Orbax checkpoint
@@ -69,11 +70,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import lm_model  # noqa: E402  (examples/lm_model.py)
 import text_data  # noqa: E402  (examples/text_data.py)
 
-# The projections' kernels: the leaves that weight sparsity may prune until
-# the library infers it from the model (leaf specs). Paths are those of
-# `nnx.to_pure_dict(nnx.state(model, nnx.Param))`, stacked or not.
-KERNEL_RE = r"^blocks/(\d+/)?(q|k|v|o|gate|up|down)/kernel$"
-# The same projections as modules, for `sj.prune_model`'s `where`.
+# The projections as modules, for `sj.prune_model`'s `where` (the LM head
+# stays dense, as in weight-sparse training).
 MODULE_RE = r"^blocks/(\d+/)?(q|k|v|o|gate|up|down)$"
 PROJECTIONS = ("q", "k", "v", "o", "gate", "up", "down")
 
@@ -86,11 +84,28 @@ def _every(total_steps: int) -> int:
   return max(1, min(100, total_steps // 10))
 
 
+def sparse_specs(model) -> dict:
+  """The leaf specs of the model with the LM head kept dense.
+
+  ``sj.leaf_specs`` reads the model: the projection kernels are linear maps
+  (q/k/v ``[embed | heads, kv]``, o ``[heads, kv | embed]``, stacked kernels
+  with the ``layers`` axis as a stack axis, so every layer has its own
+  budget); the embedding and the norms are dense. The head is a linear map
+  too; it is kept dense here, as the sparse-training literature on
+  transformers does with the embeddings and the output layer.
+  """
+  return sj.leaf_specs(model, overrides={r"^head/": None})
+
+
 def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
-                   seed: int) -> optax.GradientTransformation:
-  """Clipped Adam, wrapped by the chosen sparsity method."""
+                   seed: int, specs: dict) -> optax.GradientTransformation:
+  """Clipped Adam, wrapped by the chosen sparsity method.
+
+  Every method gets uniform budgets: each projection kernel of each layer
+  (each slice of a stacked kernel) at ``sparsity``.
+  """
   inner = optax.adam(lr, b2=0.95)
-  kw = dict(sparsity=sparsity, distribution="uniform", where=KERNEL_RE)
+  kw = dict(sparsity=sparsity, distribution="uniform", specs=specs)
   end = max(1, total_steps * 3 // 4)
   if method == "dense":
     tx = inner
@@ -326,7 +341,8 @@ def train(args, data: text_data.TextData) -> dict:
       0.0, args.lr, warmup_steps=warmup, decay_steps=max(steps, warmup + 1),
       end_value=args.lr * 0.1)
   tx = make_optimizer(args.method, lr=lr, sparsity=args.sparsity,
-                      total_steps=steps, seed=args.seed)
+                      total_steps=steps, seed=args.seed,
+                      specs=sparse_specs(model))
   # The loop trains a plain nested dict of arrays (paths like
   # "blocks/q/kernel"), the form every Optax and sparsejax transform takes.
   graphdef, template, rest = nnx.split(model, nnx.Param, ...)
