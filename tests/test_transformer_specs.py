@@ -467,3 +467,35 @@ def test_transformer_guide_code_runs():
   namespace = {}
   for i, block in enumerate(blocks):
     exec(compile(block, f"transformers.md block {i}", "exec"), namespace)  # pylint: disable=exec-used
+
+
+def test_sharded_stacked_attention_kernels_keep_sharding_and_budgets():
+  from jax.sharding import AxisType
+  mesh = jax.make_mesh((2, 4), ("data", "model"),
+                       axis_types=(AxisType.Explicit,) * 2)
+  specs = {"q": sj.LeafSpec((1,), (2, 3), (0,)),
+           "o": sj.LeafSpec((1, 2), (3,), (0,)),
+           "up": sj.LeafSpec((1,), (2,), (0,))}
+  shardings = {"q": jax.P(None, None, "model", None),
+               "o": jax.P(None, "model", None, None),
+               "up": jax.P(None, None, "model")}
+  shapes = {"q": (3, 16, 4, 8), "o": (3, 4, 8, 16), "up": (3, 16, 32)}
+  with jax.set_mesh(mesh):
+    params = {k: jax.device_put(
+        jax.random.normal(jax.random.key(i), shapes[k]), shardings[k])
+              for i, k in enumerate(shapes)}
+    tx = sj.rigl(optax.adam(1e-2), sparsity=0.75, end_step=10,
+                 update_every=1, distribution="uniform", specs=specs)
+    state0 = tx.init(params)
+    step = jax.jit(tx.update)
+    state = state0
+    for _ in range(2):
+      updates, state = step(jax.tree.map(lambda x: x * 0.1, params), state,
+                            params)
+      params = optax.apply_updates(params, updates)
+    assert jax.tree.all(jax.tree.map(
+        lambda a, b: jax.typeof(a) == jax.typeof(b), state0, state))
+    for k, m in sj.get_masks(state).items():
+      assert m.sharding.spec == shardings[k]
+      per = np.asarray(_matrix(np.asarray(m), specs[k])).reshape(3, -1)
+      np.testing.assert_array_equal(per.sum(1), [per.shape[1] // 4] * 3)
