@@ -10,7 +10,7 @@ simple case).
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,4 +115,21 @@ def fixed_sparsities(rules: Any, paths: Sequence[str]) -> list[Any]:
     r = first_match(rules, p)
     out.append(None if r is None or r.sparsity is None else
                float(np.float64(r.sparsity)))
+  return out
+
+
+def compile_patterns(rules: Mapping[str, Any] | None,
+                      name: str) -> list[tuple[re.Pattern, Any]]:
+  """``[(compiled regex, value)]`` of a ``{path regex: value}`` mapping."""
+  if rules is None:
+    return []
+  if not isinstance(rules, Mapping):
+    raise ValueError(f"`{name}` must be a mapping from a path regex to a "
+                     f"value, got {type(rules).__name__}.")
+  out = []
+  for pattern, value in rules.items():
+    try:
+      out.append((re.compile(pattern), value))
+    except re.error as e:
+      raise ValueError(f"`{name}` pattern {pattern!r} is invalid: {e}") from None
   return out

@@ -25,7 +25,6 @@ stacked model are exactly those of its unstacked twin.
 """
 
 import dataclasses
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -459,22 +458,6 @@ def _nnx_specs(model: Any) -> list[tuple[str, LeafSpec | None, LeafSpec]]:
   return out
 
 
-def _compile_patterns(rules: Mapping[str, Any] | None,
-                      name: str) -> list[tuple[re.Pattern, Any]]:
-  if rules is None:
-    return []
-  if not isinstance(rules, Mapping):
-    raise ValueError(f"`{name}` must be a mapping from a path regex to a "
-                     f"value, got {type(rules).__name__}.")
-  out = []
-  for pattern, value in rules.items():
-    try:
-      out.append((re.compile(pattern), value))
-    except re.error as e:
-      raise ValueError(f"`{name}` pattern {pattern!r} is invalid: {e}") from None
-  return out
-
-
 def leaf_specs(
     model_or_params: Any,
     *,
@@ -531,8 +514,8 @@ def leaf_specs(
   """
   entries = _infer(model_or_params)
   from_model = is_nnx_module(model_or_params)
-  stack_rules = _compile_patterns(stack_axes, "stack_axes")
-  override_rules = _compile_patterns(overrides, "overrides")
+  stack_rules = _rules.compile_patterns(stack_axes, "stack_axes")
+  override_rules = _rules.compile_patterns(overrides, "overrides")
   used = set()
   result = []
   for path, spec, axes, unknown, shape, is_float in entries:

@@ -17,7 +17,6 @@ The target may be a traced value (a scheduled sparsity inside
 :func:`jax.jit`); the result then holds traced scalars.
 """
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -317,14 +316,10 @@ def by_path(rules: Mapping[str, Any], *,
     >>> sj.distributions.by_path({'out': 0.5}, default=0.9)(params)
     {'l1': {'kernel': 0.9}, 'out': {'kernel': 0.5}}
   """
-  compiled = []
-  for pattern, value in rules.items():
-    try:
-      compiled.append((re.compile(pattern), value))
-    except re.error as e:
-      raise ValueError(f"`rules` pattern {pattern!r} is invalid: {e}") from None
+  compiled = _rules.compile_patterns(rules, "rules")
+  for pattern, value in compiled:
     if value is not None:
-      _check_target(value, f"rules[{pattern!r}]")
+      _check_target(value, f"rules[{pattern.pattern!r}]")
   if default is not None:
     _check_target(default, "default")
 
