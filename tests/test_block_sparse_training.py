@@ -264,3 +264,69 @@ def test_xla_backward_piece_sizes_match_dense(max_piece, block):
   want = np.zeros((wm.capacity, bk, bn), np.float32)
   want[:nnz] = full[rows[:nnz], :, cols[:nnz], :]
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def _two_layer_loss(block, caps, **kw):
+  def loss(params, masks, x):
+    h = jax.nn.relu(sj.nn.block_sparse_apply(
+        x, params["w1"], masks["w1"], block_shape=block, capacity=caps[0],
+        **kw))
+    y = sj.nn.block_sparse_apply(h, params["w2"], masks["w2"],
+                                 block_shape=block, capacity=caps[1], **kw)
+    return jnp.mean(jnp.sin(y))
+  return loss
+
+
+@pytest.mark.parametrize("impl", ["pallas_tpu", "pallas_gpu"])
+def test_training_step_on_pallas_strict_interpret_matches_xla(impl):
+  # Forward, dx through the transposed topology (second layer) and the block
+  # gradient of both layers, scattered into params-shaped gradients, on the
+  # TPU simulator; the dense gradient of update steps is XLA's dense matmul.
+  from jax.experimental.pallas import tpu as pltpu
+  rng = np.random.default_rng(5)
+  block = (8, 16)
+  masks = {"w1": jnp.asarray(rng.random((3, 4)) < 0.5).at[:, 1].set(False),
+           "w2": jnp.asarray(rng.random((8, 2)) < 0.5).at[0].set(True)}
+  params = {"w1": jnp.asarray(rng.normal(size=(24, 64)), jnp.float32),
+            "w2": jnp.asarray(rng.normal(size=(64, 32)), jnp.float32)}
+  x = jnp.asarray(rng.normal(size=(10, 24)), jnp.float32)
+  caps = (int(masks["w1"].sum()) + 1, int(masks["w2"].sum()) + 2)
+  ref = jax.jit(jax.value_and_grad(_two_layer_loss(
+      block, caps, implementation="xla")))(params, masks, x)
+  try:
+    got = jax.jit(jax.value_and_grad(_two_layer_loss(
+        block, caps, implementation=impl,
+        interpret=pltpu.InterpretParams())))(params, masks, x)
+  finally:
+    pltpu.reset_tpu_interpret_mode_state()
+  np.testing.assert_allclose(got[0], ref[0], rtol=1e-5)
+  for name in ("w1", "w2"):
+    np.testing.assert_allclose(got[1][name], ref[1][name], rtol=1e-5,
+                               atol=1e-6)
+    expand = np.kron(np.asarray(masks[name]), np.ones(block)).astype(bool)
+    assert np.all(np.asarray(got[1][name])[~expand] == 0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("platform", ["tpu", "cuda"])
+def test_training_step_exports_for_hardware(platform, dtype):
+  from pallas_kernels.block_sparse.gpu import TRITON_CALL_TARGET
+  impl = "pallas_tpu" if platform == "tpu" else "pallas_gpu"
+  block = (128, 128)
+  spec = jax.ShapeDtypeStruct
+  params = {"w1": spec((256, 512), dtype), "w2": spec((512, 256), dtype)}
+  masks = {"w1": spec((2, 4), jnp.bool_), "w2": spec((4, 2), jnp.bool_)}
+  x = spec((512, 256), dtype)
+  step = jax.jit(jax.grad(_two_layer_loss(block, (4, 4),
+                                          implementation=impl)))
+  checks = ([jax.export.DisabledSafetyCheck.custom_call(TRITON_CALL_TARGET)]
+            if platform == "cuda" else [])
+  text = jax.export.export(step, platforms=[platform],
+                           disabled_checks=checks)(params, masks,
+                                                   x).mlir_module()
+  # Two forwards, the second layer's dx, two block gradients (the first
+  # layer's dx is not needed: its input is data).
+  target = "tpu_custom_call" if platform == "tpu" else TRITON_CALL_TARGET
+  assert text.count(target) == 5
+  if platform == "tpu":
+    assert text.count("block_sparse_sdd") >= 2
