@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.sparse_input import sparse_input_matmul
+from sparsejax import _capture
 from sparsejax import activations as _act
 from sparsejax.activations import _validation
 
@@ -22,9 +23,6 @@ __all__ = (
     "TopK",
     "calibrate_thresholds",
 )
-
-_SOW_INPUTS = "calibration_inputs"
-_SOW_WEIGHT = "calibration_weight"
 
 
 class TopK(nnx.Module):
@@ -112,6 +110,9 @@ class Threshold(nnx.Module):
   from calibration data with :func:`sparsejax.activations.calibrate`. During
   calibration the layer passes its input through unchanged and records it,
   so every later layer is calibrated on dense activations, as in TEAL.
+  Built inside `nnx.vmap` (a stack of layers run by `nnx.scan`), the
+  threshold variable gets the stack's leading axes and every layer slice is
+  calibrated on its own inputs.
 
   Args:
     num_features: size of the feature axis.
@@ -176,12 +177,13 @@ class Threshold(nnx.Module):
       raise ValueError(f"x must have {self.num_features} features along axis "
                        f"{self.axis}, got shape {x.shape}.")
     if self.calibrating:
-      self.sow(nnx.Intermediate, _SOW_INPUTS, x)
       if self.score == "wina":
         if weight is None:
           raise ValueError('weight is required to calibrate a score="wina" '
                            "Threshold.")
-        self.sow(nnx.Intermediate, _SOW_WEIGHT, weight)
+        _capture.record(self, x, weight)
+      else:
+        _capture.record(self, x)
       return x
     return _act.threshold(x, self.threshold[...], axis=self.axis)
 
@@ -192,11 +194,19 @@ def calibrate_thresholds(model: nnx.Module, forward: Callable[..., Any],
 
   Switches the thresholds to recording, runs `forward(model, *args,
   **kwargs)` (which should push the calibration data through the model; it
-  may loop over batches), and sets each layer's threshold with
-  :func:`sparsejax.activations.calibrate` on all the inputs it saw, at its
-  own `sparsity`, `per` and `score`. Change a layer's `sparsity` and call
-  this again to recalibrate (e.g. after
+  may loop over batches, and may run the model under `nnx.jit`), and sets
+  each layer's threshold with :func:`sparsejax.activations.calibrate` on all
+  the inputs it saw, at its own `sparsity`, `per` and `score`. Change a
+  layer's `sparsity` and call this again to recalibrate (e.g. after
   :func:`sparsejax.activations.greedy_allocation`).
+
+  A :class:`Threshold` built inside `nnx.vmap` (a stack of layers run by
+  `nnx.scan` or a loop) holds one threshold per layer slice, along the
+  leading axes of its threshold variable, and each slice is calibrated on
+  that slice's own inputs, so that every layer realises its target whatever
+  the scale of its activations; the thresholds of the stack are those of
+  its unstacked twin, layer by layer. (:class:`StatisticalTopK` has nothing
+  to calibrate: its cutoff comes from each row's own statistics.)
 
   Args:
     model: an NNX module containing one or more :class:`Threshold` layers.
@@ -205,48 +215,92 @@ def calibrate_thresholds(model: nnx.Module, forward: Callable[..., Any],
     **kwargs: passed to `forward`.
 
   Returns:
-    A dict from each threshold layer's path in `model` to its new threshold.
+    A dict from each threshold layer's path in `model` to its new threshold
+    (with the stacked axes first for a stacked layer).
+
+  Raises:
+    ValueError: when `model` has no :class:`Threshold`, or `forward` never
+      calls one of them (or one of its slices).
 
   Examples:
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import nnx
     >>> from sparsejax import nn as sjnn
     >>> layer = sjnn.Threshold(4, sparsity=0.25, per="channel")
     >>> x = jnp.arange(16.).reshape(4, 4)
     >>> sjnn.calibrate_thresholds(layer, lambda m: m(x))
     {(): Array([0., 1., 2., 3.], dtype=float32)}
+
+    Three stacked layers run by `nnx.scan`, each scaling its input by a
+    different factor, get one threshold each:
+
+    >>> class Layer(nnx.Module):
+    ...   def __init__(self, scale):
+    ...     self.scale = nnx.Variable(scale)
+    ...     self.t = sjnn.Threshold(4, sparsity=0.5)
+    ...   def __call__(self, x):
+    ...     return self.t(x * self.scale[...])
+    >>> stack = nnx.vmap(Layer)(jnp.array([1., 10., 100.]))
+    >>> def run(stack, x):
+    ...   body = nnx.scan(lambda x, layer: (x, layer(x)),
+    ...                   in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+    ...   return body(x, stack)[1]
+    >>> sjnn.calibrate_thresholds(stack, run, x)
+    {('t',): Array([  7.,  70., 700.], dtype=float32)}
   """
-  layers = {path: m for path, m in nnx.iter_modules(model)
+  layers = {tuple(path): m for path, m in nnx.iter_modules(model)
             if isinstance(m, Threshold)}
   if not layers:
     raise ValueError("model contains no Threshold layer to calibrate.")
-  for m in layers.values():
+  names = {path: "/".join(str(p) for p in path) for path in layers}
+  stacked = {}
+  for path, m in layers.items():
+    base = 0 if (m.per == "tensor" and m.score == "magnitude") else 1
+    stacked[path] = tuple(range(m.threshold[...].ndim - base))
+  recorder = _capture.Recorder()
+  for path, m in layers.items():
+    _capture.attach(m, names[path], m.threshold, stacked[path])
     m.calibrating = True
   try:
-    _, captured = nnx.capture(forward, nnx.Intermediate)(model, *args,
-                                                         **kwargs)
+    with _capture.recording(recorder):
+      forward(model, *args, **kwargs)
+      # Callbacks of a compiled forward may still be running.
+      jax.effects_barrier()
   finally:
     for m in layers.values():
       m.calibrating = False
-  flat = {tuple(path): v.get_value()
-          for path, v in nnx.to_flat_state(captured)}
-  result = {}
-  for path, m in layers.items():
-    inputs = flat.get(tuple(path) + (_SOW_INPUTS,))
-    if not inputs:
-      raise ValueError(f"the Threshold at path {tuple(path)} was not called "
+      _capture.detach(m)
+  recorder.check()
+  return {path: _set_thresholds(m, path, stacked[path], recorder.arrays,
+                                names[path])
+          for path, m in layers.items()}
+
+
+def _set_thresholds(m: Threshold, path: tuple, stack_axes: tuple[int, ...],
+                    recorded: dict, name: str) -> jax.Array:
+  """Calibrates every slice of one Threshold layer from its recordings."""
+  shape = m.threshold[...].shape
+  count = 1
+  for a in stack_axes:
+    count *= shape[a]
+  values = []
+  for index in range(count):
+    deliveries = recorded.get((name, index))
+    if not deliveries:
+      where = f" (slice {index} of its stacked axes)" if stack_axes else ""
+      raise ValueError(f"the Threshold at path {path}{where} was not called "
                        "by forward, so it has no calibration data.")
+    inputs = [d[0] for d in deliveries]
     axis = _validation.check_axis(inputs[0].ndim, m.axis)
     samples = jnp.concatenate(
-        [jnp.moveaxis(s, axis, -1).reshape(-1, m.num_features)
+        [jnp.moveaxis(jnp.asarray(s), axis, -1).reshape(-1, m.num_features)
          for s in inputs])
-    weight = None
-    if m.score == "wina":
-      weight = flat[tuple(path) + (_SOW_WEIGHT,)][-1]
-    t = _act.calibrate(samples, m.sparsity, per=m.per, score=m.score,
-                       weight=weight)
-    m.threshold[...] = t.astype(jnp.float32)
-    result[tuple(path)] = m.threshold[...]
-  return result
+    weight = deliveries[-1][1] if m.score == "wina" else None
+    values.append(_act.calibrate(samples, m.sparsity, per=m.per,
+                                 score=m.score, weight=weight))
+  new = jnp.stack(values).reshape(shape) if stack_axes else values[0]
+  m.threshold[...] = new.astype(jnp.float32)
+  return m.threshold[...]
 
 
 class GatedFFN(nnx.Module):
