@@ -26,7 +26,7 @@ on the commit before leaf specs (a git worktree)::
       /work/main/benchmarks/transformer_probes.py --json /tmp/old.json
 
 and the table of both: ``python benchmarks/transformer_probes.py --merge
-/tmp/old.json /tmp/new.json``. Each run takes a minute or two on CPU.
+/tmp/old.json /tmp/new.json``. Each run takes two to three minutes on CPU.
 """
 
 import argparse
@@ -441,7 +441,8 @@ def merge(old_path: str, new_path: str) -> None:
   for name in new:
     after = new[name] + ["n/a"] * (2 - len(new[name]))
     before = old.get(name, ["not run"])[0]
-    print(f"| {name} | {before} | {after[0]} | {after[1]} |")
+    cells = [c.replace("|", "\\|") for c in (name, before, *after)]
+    print("| " + " | ".join(cells) + " |")
 
 
 def main():
