@@ -19,9 +19,13 @@ Commands, from the repository root::
   # training-free activation sparsity, calibrated on training text
   python examples/lm.py --activation teal --target 0.5 \
       --from runs/lm_dense_0_ckpt --out runs/
-  # decoding with the KV cache
+  # decoding with the KV cache (optionally activation-sparse, TEAL-style)
   python examples/lm.py generate --from runs/lm_dense_0_ckpt \
-      --prompt "The list type" --tokens 200
+      --prompt "The list type" --tokens 200 [--activation teal --target 0.5]
+
+Options: ``--tiny``, ``--seed``, ``--stacked`` / ``--unstacked`` (blocks
+under ``nnx.scan`` or a list; checkpoints load in either layout), ``--bf16``
+(bfloat16 compute, float32 master weights), ``--batch-size``, ``--lr``.
 
 Sparse training (``--method``): ``dense``, ``static``, ``magnitude``
 (Zhu & Gupta's cubic schedule over the first half), ``set``, ``rigl``,
@@ -588,6 +592,21 @@ def generate(args) -> dict:
   if prompt.shape[1] == 0:
     raise ValueError("--prompt: must not be empty")
   kw = dict(steps=args.tokens, temperature=args.temperature, seed=args.seed)
+  if args.activation:
+    # TEAL-style decoding: thresholds calibrated on training text, every
+    # projection of a decode step computed from its active input rows.
+    from pallas_kernels import sparse_input_matmul  # pylint: disable=g-import-not-at-top
+    data = text_data.load_text(args.data_dir)
+    calib = calibration_batches(data, model.cfg, windows=args.calibration,
+                                seed=args.seed)
+    setting = calibrate_activation(model, args.activation, args.target,
+                                   calib)
+    lm_model.set_activation_sparsity(model, setting["kind"],
+                                     thresholds=setting.get("thresholds"),
+                                     topk_k=setting.get("topk_k"))
+    kw["matmul"] = sparse_input_matmul
+    print(f"decoding with {args.activation} activation sparsity at target "
+          f"{args.target} (sparse_input_matmul)", file=sys.stderr)
   start = time.perf_counter()
   out = jax.block_until_ready(lm_model.generate(model, prompt, **kw))
   first = time.perf_counter() - start
@@ -651,6 +670,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   if needs_ckpt and not args.from_:
     parser.error("--from CKPT is required by generate, --oneshot and "
                  "--activation")
+  if args.command == "generate" and args.oneshot:
+    parser.error("generate takes --activation, not --oneshot")
   if args.oneshot and args.activation:
     parser.error("--oneshot and --activation are separate commands")
   if args.oneshot:

@@ -245,3 +245,24 @@ def test_generate_command(dense_run, capsys):
                      "--prompt", "The ", "--tokens", "8"])
   assert len(results["tokens"]) == 8 and results["tokens_per_s"] > 0
   assert "tokens/s" in capsys.readouterr().out
+
+
+def test_zero_thresholds_decode_the_dense_tokens(models):
+  from pallas_kernels import sparse_input_matmul  # pylint: disable=g-import-not-at-top
+  model = lm.relayout(models[0], models[0].cfg)  # a copy to modify
+  prompt = _tokens(b=1, t=4)
+  dense = lm_model.generate(model, prompt, steps=6)
+  zeros = {"attn_in": jnp.zeros((2, 32)), "attn_out": jnp.zeros((2, 2, 16)),
+           "mlp_in": jnp.zeros((2, 32)), "mlp_down": jnp.zeros((2, 64))}
+  lm_model.set_activation_sparsity(model, "threshold", thresholds=zeros)
+  np.testing.assert_array_equal(
+      lm_model.generate(model, prompt, steps=6, matmul=sparse_input_matmul),
+      dense)
+
+
+def test_generate_with_activation_sparsity(dense_run, capsys):
+  out, _ = dense_run
+  results = lm.main(["generate", "--from", str(out / "lm_dense_0_ckpt"),
+                     "--prompt", "The ", "--tokens", "8", "--activation",
+                     "teal", "--target", "0.5", "--calibration", "8"])
+  assert len(results["tokens"]) == 8
