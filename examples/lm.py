@@ -32,10 +32,11 @@ Sparse training (``--method``): ``dense``, ``static``, ``magnitude``
 ``srigl``, ``snfs``, ``mest``, ``granet``; all with uniform budgets on
 the kernels of the attention and FFN projections, per layer (the leaf specs
 of ``sj.leaf_specs`` give every slice of a stacked kernel its own budget;
-the embedding, the LM head and the norms stay dense). It reports the validation bpb, the
-realised sparsity of every projection **per layer** (per slice of the
-stacked kernels) and tokens/s; writes ``<out>/lm_<method>_<sparsity>.json``
-and ``.png`` (training loss and validation bpb), and an Orbax checkpoint
+the embedding, the LM head and the norms stay dense). It reports the
+validation bpb, the realised sparsity of every projection **per layer**
+(per slice of the stacked kernels) and tokens/s; writes
+``<out>/lm_<method>_<sparsity>.json`` and ``.png`` (training loss and
+validation bpb), and an Orbax checkpoint
 ``<out>/lm_<method>_<sparsity>_ckpt/`` of the trained model (forward weights,
 exactly sparse) with its ``config.json``.
 
@@ -67,6 +68,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+import pallas_kernels
 import sparsejax as sj
 from sparsejax import activations as sa
 
@@ -151,7 +153,8 @@ METHODS = ("dense", "static", "magnitude", "set", "rigl", "srigl", "snfs",
 
 
 def _uses_sparsejax(opt_state) -> bool:
-  return bool(sj._engine.find_states(opt_state))  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  return bool(sj._engine.find_states(opt_state))
 
 
 def merge(graphdef, template, params, rest):
@@ -595,7 +598,6 @@ def generate(args) -> dict:
   if args.activation:
     # TEAL-style decoding: thresholds calibrated on training text, every
     # projection of a decode step computed from its active input rows.
-    from pallas_kernels import sparse_input_matmul  # pylint: disable=g-import-not-at-top
     data = text_data.load_text(args.data_dir)
     calib = calibration_batches(data, model.cfg, windows=args.calibration,
                                 seed=args.seed)
@@ -604,7 +606,7 @@ def generate(args) -> dict:
     lm_model.set_activation_sparsity(model, setting["kind"],
                                      thresholds=setting.get("thresholds"),
                                      topk_k=setting.get("topk_k"))
-    kw["matmul"] = sparse_input_matmul
+    kw["matmul"] = pallas_kernels.sparse_input_matmul
     print(f"decoding with {args.activation} activation sparsity at target "
           f"{args.target} (sparse_input_matmul)", file=sys.stderr)
   start = time.perf_counter()

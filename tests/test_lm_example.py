@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from pallas_kernels import sparse_input_matmul
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
                        / "examples"))
 import lm  # noqa: E402
@@ -144,7 +146,6 @@ def test_generate_is_greedy_decoding_of_the_full_model(models):
 
 
 def test_projections_go_through_the_matmul_hook(models):
-  from pallas_kernels import sparse_input_matmul  # pylint: disable=g-import-not-at-top
   model = models[1]
   seen = []
 
@@ -248,7 +249,6 @@ def test_generate_command(dense_run, capsys):
 
 
 def test_zero_thresholds_decode_the_dense_tokens(models):
-  from pallas_kernels import sparse_input_matmul  # pylint: disable=g-import-not-at-top
   model = lm.relayout(models[0], models[0].cfg)  # a copy to modify
   prompt = _tokens(b=1, t=4)
   dense = lm_model.generate(model, prompt, steps=6)
