@@ -190,6 +190,7 @@ def test_scanned_stack_prunes_every_slice_like_its_unstacked_twin():
 
 def test_sparsegpt_on_a_jitted_scanned_stack():
   stacked, twin = _models(JitDecoder)
+  stacked(_batches()[0])  # compiled before pruning: must be traced again
   kw = dict(method="sparsegpt", sparsity=0.5, blocksize=8, per_output=True)
   got = sj.prune_model(stacked, _batches(), **kw)
   sj.prune_model(twin, _batches(), **kw)
@@ -206,6 +207,17 @@ def test_sparsegpt_on_a_jitted_scanned_stack():
   for proj in PROJECTIONS:
     for view in _slices(stacked, proj):
       assert (view != 0).sum() == view.size // 4, proj
+
+
+def test_jitted_unstacked_model_compiled_before():
+  model = JitDecoder(False, nnx.Rngs(0))
+  dense = model(_batches()[0])
+  result = sj.prune_model(model, _batches(), method="wanda", sparsity=0.5)
+  assert len(result.layers) == LAYERS * len(PROJECTIONS) + 1
+  (view,) = _views(model, "blocks/2/attn/out")
+  assert ((view != 0).sum(0) == view.shape[0] // 2).all()
+  # The compiled model sees the pruned weights.
+  assert not np.allclose(model(_batches()[0]), dense)
 
 
 def test_n_m_along_the_contraction_axis_of_every_slice():
