@@ -1,5 +1,5 @@
 # Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
-r"""Block-granular RigL on Fashion-MNIST, trained through the block-sparse kernels.
+r"""Block-granular RigL on Fashion-MNIST through the block-sparse kernels.
 
 An MLP ``D -> 2048 -> 2048 -> 10`` (the input zero-padded to a multiple of
 the block) is trained twice with the same seed and batches, Adam wrapped by

@@ -1,5 +1,5 @@
 # Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
-"""Block-sparse training: ``nnx.Linear`` kernels run on the block-sparse kernels.
+"""Block-sparse training: nnx.Linear kernels on the block-sparse kernels.
 
 A model trained with a block-granular sparsity transform (``sj.rigl``,
 ``sj.set_``, ``sj.magnitude_pruning``, ... with ``granularity=(bm, bn)``)
