@@ -263,16 +263,37 @@ def _bare_axes(path: str, leaf: Any, ndim: int,
   """Axes of a leaf from its path, metadata and rank (no module known)."""
   if stack is None:
     stack = _named_stack_axes(leaf, ndim)
+  parts = path.split("/")
+  if not stack and ndim == 3 and parts[-1] in _EXPERT_NAMES:
+    stack = (0,)  # sparsejax.nn.MoE: [experts, in, out]
   rest = ndim - len(stack)
   if rest < 1:
     raise ValueError(f"leaf '{path}' has only stacked axes.")
-  parts = path.split("/")
   parent = parts[-2] if len(parts) >= 2 else ""
   if rest == 3 and parent in _QKV_NAMES:
     return _with_stack(stack, 1, ndim)
   if rest == 3 and parent in _ATTENTION_OUT_NAMES:
     return _with_stack(stack, 2, ndim)
   return _with_stack(stack, rest - 1, ndim, window=max(rest - 2, 0))
+
+
+_EXPERT_NAMES = frozenset({"w_in", "w_out"})
+AMBIGUOUS = ("no module or metadata says which of its axes are stacked "
+             "layers or convolution window axes")
+
+
+def _ambiguous(path: str, ndim: int, stack: tuple[int, ...]) -> bool:
+  """A Flax kernel of 3+ non-stacked axes that is no convolution or
+  attention projection by name: an ``nnx.scan`` stack without metadata
+  looks just like a convolution kernel."""
+  parts = path.split("/")
+  rest = ndim - len(stack)
+  if parts[-1] != "kernel" or rest < 3:
+    return False
+  if any("conv" in p.lower() for p in parts[:-1]):
+    return False
+  parent = parts[-2] if len(parts) >= 2 else ""
+  return not (rest == 3 and parent in _QKV_NAMES | _ATTENTION_OUT_NAMES)
 
 
 # Leaf names that are never linear-map kernels in Flax (embeddings, norm
@@ -338,7 +359,10 @@ def _bare_specs(params: Any, strict: bool = True,
           "floating-point leaves can be sparse: exclude it with `where=` or "
           "`specs=`.")
     chosen = chosen and _is_float(leaf)
-    out.append((path, axes if chosen else None, axes))
+    if ndim >= 2 and _ambiguous(path, ndim, axes.stack_axes):
+      out.append((path, axes if chosen else None, None))
+    else:
+      out.append((path, axes if chosen else None, axes))
   return out
 
 
@@ -564,7 +588,8 @@ def leaf_specs(
     if unknown is not None:
       raise ValueError(
           f"leaf_specs: cannot tell the axes of leaf '{path}' with shape "
-          f"{shape} in a module of type {unknown}; say its spec with "
+          f"{shape} ({unknown}); say its stacked axes with `stack_axes=` or "
+          "its spec with "
           f"`overrides={{{path!r}: sj.LeafSpec(...)}}` (or None to keep it "
           "dense).")
     if spec is not None:
@@ -586,10 +611,11 @@ def _infer(model_or_params: Any):
     state = _tree.leaves_with_paths_variables(
         _nnx_state(model_or_params))
     leaves = dict(state)
-    return [(p, s, a, (u[1] if u else None), _shape(leaves[p]),
-             _is_float(leaves[p])) for p, s, a, u in rows]
+    return [(p, s, a, (f"in a module of type {u[1]}" if u else None),
+             _shape(leaves[p]), _is_float(leaves[p])) for p, s, a, u in rows]
   pairs = dict(_tree.leaves_with_paths_variables(model_or_params))
-  return [(p, s, a, None, _shape(pairs[p]) if pairs[p] is not None else (),
+  return [(p, s, a, AMBIGUOUS if s is not None and a is None else None,
+           _shape(pairs[p]) if pairs[p] is not None else (),
            _is_float(pairs[p])) for p, s, a in _bare_specs(model_or_params)]
 
 
@@ -710,6 +736,12 @@ def resolve(specs: Any, where: Any, params: Any,
           raise ValueError(f"`where` selects the scalar leaf '{path}'.")
     if spec is not None:
       spec = spec.resolve(len(_shape(leaf)), path)
+      if specs is None and _ambiguous(path, len(_shape(leaf)),
+                                      spec.stack_axes):
+        raise ValueError(
+            f"leaf '{path}' with shape {_shape(leaf)}: {AMBIGUOUS}. Pass "
+            "`specs=model` (or `specs=sj.leaf_specs(params, stack_axes="
+            "{...})`), or exclude the leaf with `where=`.")
     out.append(spec)
     if rules is not None:
       rule = None

@@ -143,13 +143,15 @@ def test_magnitude_pruning_exact_per_layer_with_different_scales():
     per = _matrix(_flat(params)[path], specs[path])[0].size
     np.testing.assert_array_equal(nnz, [round(per * 0.5)] * len(nnz),
                                   err_msg=path)
-  # Without specs the stack is one layer: the small layer goes nearly empty.
-  bare = sj.magnitude_pruning(optax.sgd(0.1), sparsity=0.5,
-                              where=r"layers/.*kernel")
-  st = bare.init(params)
-  up, _ = bare.update(jax.tree.map(jnp.zeros_like, params), st, params)
-  q = np.asarray(optax.apply_updates(params, up)["layers"]["up"]["kernel"])
-  assert (q[2] != 0).sum() < (q[0] != 0).sum() // 4
+  # Without specs or metadata a stacked kernel cannot be told from a
+  # convolution kernel: an error, not one budget for the whole stack.
+  bare = sj.magnitude_pruning(optax.sgd(0.1), sparsity=0.5)
+  with pytest.raises(ValueError, match=r"layers/.*stacked layers"):
+    bare.init(params)
+  with pytest.raises(ValueError, match=r"stacked layers"):
+    sj.leaf_specs(params)
+  told = sj.leaf_specs(params, stack_axes={"^layers/": 0})
+  assert _flat(told)["layers/up/kernel"] == sj.LeafSpec((1,), (2,), (0,))
 
 
 def test_rigl_stays_exact_per_layer_through_updates():
