@@ -99,7 +99,8 @@ def _train(name, *, kernel):
   return np.array(losses), history, updates, (sparse_step, dense_step)
 
 
-@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+@pytest.mark.parametrize("name", [
+    "magnitude", "rigl", pytest.param("set", marks=pytest.mark.slow)])
 def test_kernel_training_matches_masked_training(name):
   masked_losses, masked_masks, updates, _ = _train(name, kernel=False)
   losses, masks, _, (sparse_step, dense_step) = _train(name, kernel=True)
@@ -235,7 +236,7 @@ def test_errors_name_the_leaf():
       pass
 
 
-@pytest.mark.parametrize("max_piece", [1, 2, 4, 8])
+@pytest.mark.parametrize("max_piece", [1, 2, 8])
 @pytest.mark.parametrize("block", [(8, 8), (4, 16)])
 def test_xla_backward_piece_sizes_match_dense(max_piece, block):
   from pallas_kernels import BlockSparseMatrix
