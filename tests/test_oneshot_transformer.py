@@ -231,6 +231,20 @@ def test_n_m_along_the_contraction_axis_of_every_slice():
         assert (groups == 2).all(), (method, proj)
 
 
+def test_sparsegpt_per_output_keeps_each_outputs_share_of_every_block():
+  rng = np.random.default_rng(0)
+  w = rng.standard_normal((32, 6)).astype(np.float32)
+  x = (rng.standard_normal((64, 32)) * rng.lognormal(0, 1, 32)).astype(
+      np.float32)
+  new, mask = sj.sparsegpt(w, x, 0.75, blocksize=8, per_output=True)
+  assert (np.asarray(mask).reshape(4, 8, 6).sum(1) == 2).all()
+  np.testing.assert_array_equal(np.asarray(new) != 0, mask)
+  # The reference selection differs: over the whole block.
+  _, ref = sj.sparsegpt(w, x, 0.75, blocksize=8)
+  assert (np.asarray(ref).reshape(4, -1).sum(1) == 12).all()
+  assert not (np.asarray(ref).reshape(4, 8, 6).sum(1) == 2).all()
+
+
 class _EinsumModel(nnx.Module):
 
   def __init__(self, rngs):

@@ -283,6 +283,12 @@ def prune_sequentially(nnx, model: Any, batches: list, targets: list[Target],
                      on_batch=lambda b, group=group: setattr(group, "batch", b))
       chosen = set(group.members(len(batches)))
       members = [u for u in order if u in chosen]
+      if unit not in recorder.arrays:
+        raise ValueError(
+            f"layer '{by_name[unit[0]].label(unit[1])}' was called on the "
+            "first run over the calibration batches but not on a later one; "
+            "prune_model needs a model that calls the same layers on every "
+            "run.")
       inputs = [a[0] for a in recorder.arrays[unit]]
       for name, index in members:
         target = by_name[name]
