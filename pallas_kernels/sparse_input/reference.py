@@ -49,8 +49,28 @@ sparsity, each call timed right after a dense `x @ W` so that the rows of
 Both loops lose to the dense product once most rows are active: at batch
 1 the row sum broke even with dense at 25 % sparsity (1.00x; 1.40x with
 every row active), at batch 16 the blocked dot at 70 % active rows (0.99x;
-1.17-1.35x with every row active). `forward` therefore switches to the dense
-product (`lax.cond` on the active count) above `DENSE_ABOVE` of the rows.
+1.17-1.35x with every row active). `forward` therefore switches the blocked
+dot to the dense product (`lax.cond` on the active count) above
+`DENSE_ABOVE` of the rows.
+
+**Both cores for the row sum** (added for batch-1 decoding,
+`benchmarks/decode.py`). The figures above come from a row sum whose
+accumulator was `[b, n]`: XLA:CPU splits a fusion over its threads by the
+outer dimension of its output, 1 at batch 1, so the loop ran on one core
+and read about 14 GB/s where the two-thread dense gemv read 25-30 GB/s.
+The accumulator is now `[b, P, n / P]` (:func:`row_sum_split`; a free
+reshape of the rows of `W`), which both threads share. Measured on the
+Llama-shaped matrices of the decode benchmark (16 float32 matrices of
+2048x6144, 2048x2048, 2048x11264 and 5632x2048 in one jitted function, 50 %
+of rows active, median of 10 interleaved rounds): 1.71x dense with 16 rows
+per step and 1.86x with 32 (1.31x, for one 2048x11264 matrix, with the old
+`[1, n]` accumulator); with 75 % active 1.12x and 1.21x; 90 % 0.98x and
+1.01x; every row active 0.93x and 0.97x. The `lax.cond` to the dense
+product cost about 0.3 ms per call in that setting (1.38x instead of
+1.71x at 50 %), far more than the 3 % it saves with every row active, so
+the row sum (batch <= `ROW_SUM_MAX_BATCH`) no longer switches to dense; a
+0-or-1-trip loop in its place was worse still (0.60x). The default is 32
+rows per step for the row sum (about 0.15 s to compile per call site).
 
 At batch 4 and 90 % the row sum still wins (0.32x against 0.43x for the
 blocked dot with a shared pattern, 0.68x against 0.78x with independent
@@ -72,7 +92,7 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = ("DENSE_ABOVE", "ROW_SUM_MAX_BATCH", "active_rows",
-           "default_block_rows", "forward", "weight_grad")
+           "default_block_rows", "forward", "row_sum_split", "weight_grad")
 
 # Largest batch that uses the row-sum body (see the module docstring).
 ROW_SUM_MAX_BATCH = 4
@@ -83,7 +103,7 @@ DENSE_ABOVE = 0.7
 
 def default_block_rows(batch):
   """Rows of `W` per loop step when the caller gives none."""
-  return 8 if batch <= ROW_SUM_MAX_BATCH else 128
+  return 32 if batch <= ROW_SUM_MAX_BATCH else 128
 
 
 def _acc_dtype(a, b):
@@ -132,25 +152,46 @@ def _block(x, idx, count, i, block_rows):
   return ii, xg
 
 
+def row_sum_split(n):
+  """Pieces the row-sum accumulator's `n` output columns are viewed in.
+
+  The row-sum step is one elementwise fusion whose output is the
+  accumulator. XLA:CPU spreads a large fusion over its threads by the
+  outer dimension of that output, which for a batch-1 `[1, n]` accumulator
+  is 1: the whole loop ran on one core, at about half the memory bandwidth
+  of the (two-thread) dense product. Viewing the columns as `[P, n / P]`
+  (a free reshape of `W`'s rows) gives the fusion an outer dimension that
+  the threads can share.
+  """
+  for p in (8, 4, 2):
+    if n % p == 0 and n // p >= 128:
+      return p
+  return 1
+
+
 def _row_sum_forward(x, w, idx, count, block_rows, acc_dtype):
   b, n = x.shape[0], w.shape[1]
+  p = row_sum_split(n)
+  w3 = w.reshape(w.shape[0], p, n // p)
   xt = x.T  # [d, b]: one active column of x is one contiguous row here.
 
   def body(i, acc):
     step = None
     for u in range(block_rows):
-      p = i * block_rows + u
-      j = idx[p]
-      # Padding slots (p >= count) point at row 0 with a zero weight.
-      xj = jnp.where(p < count, lax.dynamic_slice(xt, (j, 0), (1, b)),
+      q = i * block_rows + u
+      j = idx[q]
+      # Padding slots (q >= count) point at row 0 with a zero weight.
+      xj = jnp.where(q < count, lax.dynamic_slice(xt, (j, 0), (1, b)),
                      jnp.zeros((), x.dtype))
-      wj = lax.dynamic_slice(w, (j, 0), (1, n))
-      term = xj.T.astype(acc_dtype) * wj.astype(acc_dtype)  # [b, n]
+      wj = lax.dynamic_slice(w3, (j, 0, 0), (1, p, n // p))
+      term = (xj.reshape(b, 1, 1).astype(acc_dtype)
+              * wj.astype(acc_dtype))  # [b, p, n / p]
       step = term if step is None else step + term
     return acc + step
 
-  return lax.fori_loop(0, _n_steps(count, block_rows), body,
-                       jnp.zeros((b, n), acc_dtype))
+  acc = lax.fori_loop(0, _n_steps(count, block_rows), body,
+                      jnp.zeros((b, p, n // p), acc_dtype))
+  return acc.reshape(b, n)
 
 
 def _dot_forward(x, w, idx, count, block_rows, acc_dtype):
@@ -168,16 +209,19 @@ def forward(x, w, idx, count, *, block_rows, out_dtype):
 
   `idx` must have a length that is a multiple of `block_rows` (as
   :func:`active_rows` returns it). Batches up to `ROW_SUM_MAX_BATCH` rows
-  use the row-sum body, larger ones the blocked dot. Above
-  `DENSE_ABOVE * d` active rows the plain dense product is cheaper than
-  either loop and is used instead.
+  use the row-sum body at every density (it is within a few percent of the
+  dense product with every row active, and the `lax.cond` that would switch
+  to dense cost more than that at every density); larger batches use the
+  blocked dot, and above `DENSE_ABOVE * d` active rows the plain dense
+  product, which is cheaper there.
   """
   acc_dtype = _acc_dtype(x, w)
-  impl = (_row_sum_forward if x.shape[0] <= ROW_SUM_MAX_BATCH
-          else _dot_forward)
+  if x.shape[0] <= ROW_SUM_MAX_BATCH:
+    y = _row_sum_forward(x, w, idx, count, block_rows, acc_dtype)
+    return y.astype(out_dtype)
 
   def sparse():
-    return impl(x, w, idx, count, block_rows, acc_dtype)
+    return _dot_forward(x, w, idx, count, block_rows, acc_dtype)
 
   def dense():
     return jnp.dot(x, w, preferred_element_type=acc_dtype)
