@@ -25,7 +25,11 @@ Commands, from the repository root::
 
 Options: ``--tiny``, ``--seed``, ``--stacked`` / ``--unstacked`` (blocks
 under ``nnx.scan`` or a list; checkpoints load in either layout), ``--bf16``
-(bfloat16 compute, float32 master weights), ``--batch-size``, ``--lr``.
+(bfloat16 compute, float32 master weights), ``--batch-size``, ``--lr``,
+``--update-every`` (mask-update period of every method), ``--mesh
+data=D,model=M`` (training on a device mesh: every parameter, its masks
+and its Adam slots sharded by the model's logical axis names, vocab /
+heads / mlp over ``model``, batches over ``data``; GSPMD auto axes).
 
 Sparse training (``--method``): ``dense``, ``static``, ``magnitude``
 (Zhu & Gupta's cubic schedule over the first half), ``set``, ``rigl``,
@@ -104,12 +108,16 @@ def sparse_specs(model) -> dict:
 
 
 def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
-                   seed: int, specs: dict) -> optax.GradientTransformation:
+                   seed: int, specs: dict, update_every: int | None = None
+                   ) -> optax.GradientTransformation:
   """Clipped Adam, wrapped by the chosen sparsity method.
 
   Every method gets uniform budgets: each projection kernel of each layer
-  (each slice of a stacked kernel) at ``sparsity``.
+  (each slice of a stacked kernel) at ``sparsity``. ``update_every``
+  replaces every method's default mask-update period.
   """
+  every = update_every or _every(total_steps)
+  tenth = update_every or max(1, total_steps // 10)
   inner = optax.adam(lr, b2=0.95)
   kw = dict(sparsity=sparsity, distribution="uniform", specs=specs)
   end = max(1, total_steps * 3 // 4)
@@ -121,25 +129,25 @@ def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
     kw["sparsity"] = optax.polynomial_schedule(
         init_value=0.0, end_value=sparsity, power=3,
         transition_steps=max(1, total_steps // 2))
-    tx = sj.magnitude_pruning(inner, update_every=_every(total_steps), **kw)
+    tx = sj.magnitude_pruning(inner, update_every=every, **kw)
   elif method == "set":
-    tx = sj.set_(inner, seed=seed, update_every=max(1, total_steps // 10),
+    tx = sj.set_(inner, seed=seed, update_every=tenth,
                  **kw)
   elif method == "rigl":
     tx = sj.rigl(inner, seed=seed, end_step=end,
-                 update_every=_every(total_steps), **kw)
+                 update_every=every, **kw)
   elif method == "srigl":
     tx = sj.srigl(inner, seed=seed, end_step=end,
-                  update_every=_every(total_steps), **kw)
+                  update_every=every, **kw)
   elif method == "snfs":
-    tx = sj.snfs(inner, seed=seed, update_every=max(1, total_steps // 10),
+    tx = sj.snfs(inner, seed=seed, update_every=tenth,
                  total_steps=total_steps, **kw)
   elif method == "mest":
-    tx = sj.mest(inner, seed=seed, update_every=max(1, total_steps // 10),
+    tx = sj.mest(inner, seed=seed, update_every=tenth,
                  total_steps=total_steps, **kw)
   elif method == "granet":
     tx = sj.granet(inner, seed=seed, total_steps=total_steps,
-                   update_every=_every(total_steps), **kw)
+                   update_every=every, **kw)
   else:
     raise ValueError(f"method: unknown {method!r}; expected one of {METHODS}")
   return optax.chain(optax.clip_by_global_norm(1.0), tx)
@@ -335,11 +343,80 @@ def _label(sparsity) -> str:
       sparsity, tuple) else f"{sparsity:g}"
 
 
+# ---------------------------------------------------------------- mesh
+
+# Logical axis names of the model (``nnx.with_partitioning``) -> mesh axes:
+# tensor parallelism over ``model`` on the vocabulary, the heads and the
+# FFN width; the layer stack, the width ``embed`` and the head dimension
+# ``kv`` replicated; batches split over ``data``.
+LOGICAL_RULES = {"layers": None, "embed": None, "kv": None,
+                 "vocab": "model", "heads": "model", "mlp": "model",
+                 "batch": "data"}
+
+
+def parse_mesh(text: str) -> dict[str, int]:
+  """``"data=4,model=2"`` -> ``{"data": 4, "model": 2}``."""
+  sizes = {}
+  for part in text.split(","):
+    name, _, size = part.partition("=")
+    if name not in ("data", "model") or not size.isdigit() or int(size) < 1:
+      raise ValueError(f"--mesh: expected data=D,model=M, got {text!r}")
+    sizes[name] = int(size)
+  return {"data": sizes.get("data", 1), "model": sizes.get("model", 1)}
+
+
+def make_mesh(sizes: dict[str, int]) -> jax.sharding.Mesh:
+  """A ``(data, model)`` mesh of ``D * M`` devices, auto axes (GSPMD)."""
+  need = sizes["data"] * sizes["model"]
+  if need > jax.device_count():
+    raise ValueError(f"--mesh: {sizes} needs {need} devices, "
+                     f"{jax.device_count()} available")
+  return jax.make_mesh((sizes["data"], sizes["model"]), ("data", "model"),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2,
+                       devices=jax.devices()[:need])
+
+
+def param_shardings(template, mesh) -> dict:
+  """A ``NamedSharding`` per parameter from its logical axis names.
+
+  A dimension that the mesh axis does not divide is replicated.
+  """
+  specs = nnx.to_pure_dict(nnx.get_partition_spec(template))
+  shapes = nnx.to_pure_dict(template)
+
+  def one(spec, x):
+    axes = []
+    for name, dim in zip(tuple(spec) + (None,) * x.ndim, x.shape):
+      axis = LOGICAL_RULES.get(name) if name else None
+      if axis is not None and dim % mesh.shape[axis]:
+        axis = None
+      axes.append(axis)
+    return jax.sharding.NamedSharding(mesh, jax.P(*axes))
+
+  return jax.tree.map(one, specs, shapes,
+                      is_leaf=lambda x: isinstance(x, jax.P))
+
+
 # ---------------------------------------------------------------- train
 
 
-def train(args, data: text_data.TextData) -> dict:
-  """Trains one model with ``--method``; returns the results dict."""
+def train(args, data: text_data.TextData, *, keep_state: bool = False
+          ) -> dict:
+  """Trains one model with ``--method``; returns the results dict.
+
+  With ``--mesh`` the parameters, the optimizer state (masks and Adam
+  slots) and the batches live on a device mesh (:func:`param_shardings`).
+  ``keep_state`` adds the final ``params`` and ``opt_state`` to the
+  returned dict (not to the JSON).
+  """
+  if not getattr(args, "mesh", None):
+    return _train(args, data, None, keep_state)
+  mesh = make_mesh(parse_mesh(args.mesh))
+  with jax.set_mesh(mesh):
+    return _train(args, data, mesh, keep_state)
+
+
+def _train(args, data, mesh, keep_state) -> dict:
   cfg = _config(args)
   model = lm_model.TransformerLM(cfg, rngs=nnx.Rngs(args.seed))
   steps = args.steps
@@ -349,11 +426,19 @@ def train(args, data: text_data.TextData) -> dict:
       end_value=args.lr * 0.1)
   tx = make_optimizer(args.method, lr=lr, sparsity=args.sparsity,
                       total_steps=steps, seed=args.seed,
-                      specs=sparse_specs(model))
+                      specs=sparse_specs(model),
+                      update_every=getattr(args, "update_every", None))
   # The loop trains a plain nested dict of arrays (paths like
   # "blocks/q/kernel"), the form every Optax and sparsejax transform takes.
   graphdef, template, rest = nnx.split(model, nnx.Param, ...)
   params = nnx.to_pure_dict(template)
+  shardings = None
+  if mesh is not None:
+    shardings = param_shardings(template, mesh)
+    params = jax.device_put(params, shardings)
+    if cfg.batch_size % mesh.shape["data"]:
+      raise ValueError(f"--mesh: batch size {cfg.batch_size} is not a "
+                       f"multiple of data={mesh.shape['data']}")
   opt_state = tx.init(params)
   sparse = _uses_sparsejax(opt_state)
   if sparse:
@@ -381,6 +466,9 @@ def train(args, data: text_data.TextData) -> dict:
     batch = text_data.sample_batch(data.train, rng,
                                    batch_size=cfg.batch_size,
                                    seq_len=cfg.seq_len)
+    if mesh is not None:
+      batch = jax.device_put(batch, jax.sharding.NamedSharding(
+          mesh, jax.P(LOGICAL_RULES["batch"])))
     if i == 1:
       jax.block_until_ready(params)
       timed_start = time.perf_counter()
@@ -432,7 +520,12 @@ def train(args, data: text_data.TextData) -> dict:
       "config": cfg.__dict__, "layer_sparsity": per_layer,
       "tokens_per_s": tokens_per_s, "step_seconds": step_s,
       "history": history, "checkpoint": str(ckpt), "png": str(png)}
+  if mesh is not None:
+    results["mesh"] = dict(mesh.shape)
   path = _write(out, stem, results)
+  if keep_state:
+    results["params"], results["opt_state"] = params, opt_state
+    results["param_shardings"] = shardings
   print(f"\n{args.method}: realised sparsity of the projection kernels per "
         "layer")
   print(sparsity_table(per_layer))
@@ -654,6 +747,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--val-windows", type=int, default=256,
                       help="fixed validation windows for the bpb")
   parser.add_argument("--eval-every", type=int, default=None)
+  parser.add_argument("--mesh", default=None,
+                      help="train on a device mesh: data=D,model=M")
+  parser.add_argument("--update-every", type=int, default=None,
+                      help="steps between mask updates (default: every "
+                      "100, ten per run on short runs)")
   parser.add_argument("--oneshot", choices=("magnitude", "wanda",
                                             "sparsegpt"))
   parser.add_argument("--activation", choices=("teal", "wina", "cats",
