@@ -1,0 +1,167 @@
+# Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
+r"""Runs every command of one table of the language-model issue.
+
+Each command is one ``examples/lm.py`` run (in this process); the JSONs it
+writes are collected into one markdown table (``<out>/table_<name>.md``,
+also printed) and one PNG (``<out>/table_<name>.png``: validation bpb
+against sparsity, one line per method).
+
+Tables::
+
+  sparse      dense + static / magnitude (GMP) / SET / RigL at 50, 75 and
+              90 % sparsity, --seeds seeds (default 2), same step budget
+              (--more adds SRigL, SNFS, MEST, GraNet)
+  oneshot     magnitude / Wanda / SparseGPT at 0.5, 0.6, 4:8 and 2:4 from
+              a trained dense checkpoint (trained first if --from is absent)
+  activation  TEAL / WINA / CATS / top-k at 25, 40, 50 and 65 % target
+              from a trained dense checkpoint
+
+Run: ``python examples/lm_tables.py sparse --steps 2000 --out runs/``;
+``--tiny`` uses the test-size model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from collections.abc import Sequence
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import lm  # noqa: E402
+
+SPARSE = ("static", "magnitude", "set", "rigl")
+MORE = ("srigl", "snfs", "mest", "granet")
+SPARSITIES = ("0.5", "0.75", "0.9")
+ONESHOT = ("magnitude", "wanda", "sparsegpt")
+ONESHOT_SPARSITIES = ("0.5", "0.6", "4:8", "2:4")
+ACTIVATION = ("teal", "wina", "cats", "topk")
+TARGETS = ("0.25", "0.4", "0.5", "0.65")
+TABLES = ("sparse", "oneshot", "activation")
+
+
+def commands(args) -> list[list[str]]:
+  """The ``lm.py`` argument lists of the table, in order."""
+  common = ["--out", str(args.out)] + (["--tiny"] if args.tiny else [])
+  if args.val_windows:
+    common += ["--val-windows", str(args.val_windows)]
+  train = ["--steps", str(args.steps)] + common
+  ckpt = args.from_ or str(pathlib.Path(args.out) / "lm_dense_0_ckpt")
+  runs = []
+  if args.table == "sparse":
+    methods = SPARSE + (MORE if args.more else ())
+    for seed in range(args.seeds):
+      runs.append(["--method", "dense", "--seed", str(seed)] + train)
+      for m in methods:
+        for s in SPARSITIES:
+          runs.append(["--method", m, "--sparsity", s, "--seed", str(seed)]
+                      + train)
+    return runs
+  if not args.from_:
+    runs.append(["--method", "dense"] + train)
+  if args.table == "oneshot":
+    for m in ONESHOT:
+      for s in ONESHOT_SPARSITIES:
+        runs.append(["--oneshot", m, "--sparsity", s, "--from", ckpt]
+                    + common)
+  else:
+    for m in ACTIVATION:
+      for t in TARGETS:
+        runs.append(["--activation", m, "--target", t, "--from", ckpt]
+                    + common)
+  return runs
+
+
+def _mean_sparsity(per_layer: dict) -> float:
+  values = [v for vs in per_layer.values() for v in vs]
+  return sum(values) / max(len(values), 1)
+
+
+def collect(results: list[dict], table: str) -> tuple[str, dict]:
+  """Markdown table of ``results`` and the series for the plot."""
+  rows = {}
+  for r in results:
+    key = (r.get("command"), r["method"], str(r["sparsity"]))
+    rows.setdefault(key, []).append(r)
+  lines = ["| command | method | sparsity / target | seeds | val bpb "
+           "(mean) | per seed | realised (mean over layers) |",
+           "|---|---|---|---|---|---|---|"]
+  series = {}
+  for (command, method, sparsity), rs in rows.items():
+    bpbs = [r["val_bpb"] for r in rs]
+    mean = sum(bpbs) / len(bpbs)
+    real = _mean_sparsity(rs[0]["layer_sparsity"])
+    lines.append(f"| {command} | {method} | {sparsity} | {len(rs)} | "
+                 f"{mean:.4f} | " + ", ".join(f"{b:.4f}" for b in bpbs)
+                 + f" | {real:.3f} |")
+    series.setdefault(method if command != "train" or method != "dense"
+                      else "dense", []).append((sparsity, real, mean))
+  if table != "sparse":
+    dense = [r for r in results if r.get("command") == "train"]
+    if dense:
+      lines.append(f"\ndense checkpoint: val bpb {dense[0]['val_bpb']:.4f}")
+  return "\n".join(lines), series
+
+
+def plot(path, series, table):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  for method, points in series.items():
+    xs = list(range(len(points)))
+    ax.plot(xs, [p[2] for p in points], "o-", label=method)
+  labels = [p[0] for p in max(series.values(), key=len)]
+  ax.set_xticks(range(len(labels)), labels)
+  ax.set_xlabel("target" if table == "activation" else "sparsity")
+  ax.set_ylabel("validation bits per byte")
+  ax.set_title(f"{table} table")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("table", choices=TABLES)
+  parser.add_argument("--steps", type=int, default=2000)
+  parser.add_argument("--seeds", type=int, default=2)
+  parser.add_argument("--more", action="store_true",
+                      help="sparse: also srigl, snfs, mest, granet")
+  parser.add_argument("--from", dest="from_", default=None,
+                      help="oneshot/activation: the dense checkpoint")
+  parser.add_argument("--tiny", action="store_true")
+  parser.add_argument("--val-windows", type=int, default=None)
+  parser.add_argument("--out", default="runs")
+  parser.add_argument("--dry-run", action="store_true",
+                      help="print the lm.py commands only")
+  args = parser.parse_args(argv)
+  runs = commands(args)
+  if args.dry_run:
+    for r in runs:
+      print("python examples/lm.py " + " ".join(r))
+    return ""
+  results = []
+  for i, argv_i in enumerate(runs):
+    print(f"[{i + 1}/{len(runs)}] lm.py " + " ".join(argv_i),
+          file=sys.stderr)
+    results.append(lm.main(argv_i))
+  text, series = collect(results, args.table)
+  out = pathlib.Path(args.out)
+  (out / f"table_{args.table}.md").write_text(text + "\n")
+  (out / f"table_{args.table}.json").write_text(json.dumps(
+      [{k: r[k] for k in ("command", "method", "sparsity", "val_bpb",
+                          "layer_sparsity") if k in r} for r in results],
+      indent=1))
+  plot(out / f"table_{args.table}.png", series, args.table)
+  print(text)
+  return text
+
+
+if __name__ == "__main__":
+  main()
