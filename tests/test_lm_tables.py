@@ -4,6 +4,8 @@
 import pathlib
 import sys
 
+import pytest
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
                        / "examples"))
 import lm_tables  # noqa: E402
@@ -16,6 +18,8 @@ def test_sparse_table_commands(capsys):
   assert all("--steps 100" in line for line in lines)
 
 
+# 140 s on the shared 2-core CPU (17 tiny lm.py runs): the slow tier.
+@pytest.mark.slow
 def test_activation_table_tiny(tmp_path):
   text = lm_tables.main(["activation", "--tiny", "--steps", "10",
                          "--val-windows", "8", "--out", str(tmp_path)])
