@@ -158,6 +158,38 @@ def sweep(model, *, weights, settings: dict, prompt, tokens, repeats, seed,
   return rows
 
 
+def time_lm_model(model, prompt, *, tokens: int, repeats: int,
+                  setting: dict | None = None) -> float:
+  """Tokens/s of the example's own ``lm_model.generate`` (stacked layers
+  under ``nnx.scan``), prefill subtracted.
+
+  Dense (``setting=None``) it checks that the dense baseline above is not a
+  slow one; with a setting it is the per-projection path through the
+  model's matmul hook (``sparse_input_matmul`` on each of q, k, v, o, gate,
+  up and down, thresholds applied by the model).
+  """
+  matmul = None
+  if setting is not None:
+    from pallas_kernels import sparse_input_matmul  # pylint: disable=g-import-not-at-top
+    matmul = sparse_input_matmul
+    lm_model.set_activation_sparsity(
+        model, setting["kind"], thresholds=setting.get("thresholds"),
+        topk_k=setting.get("topk_k"))
+
+  def run(steps):
+    start = time.perf_counter()
+    jax.block_until_ready(lm_model.generate(model, prompt, steps=steps,
+                                            matmul=matmul))
+    return time.perf_counter() - start
+
+  try:
+    run(0), run(tokens)  # compile
+    decode = [run(tokens) - run(0) for _ in range(repeats)]
+  finally:
+    lm_model.set_activation_sparsity(model, None)
+  return tokens / float(np.median(decode))
+
+
 def table(title: str, rows: list[dict]) -> str:
   lines = [f"### {title}", "",
            "| target | realised | bytes read | tokens/s (range) | vs dense "
@@ -255,7 +287,9 @@ def example_model(args, out: pathlib.Path) -> dict:
                block_rows=args.block_rows, windows=windows)
   return {"label": label, "checkpoint": ckpt, "config": cfg.__dict__,
           "rule": args.rule, "tokens": tokens, "rows": rows,
-          "dtype": cfg.dtype}
+          "dtype": cfg.dtype,
+          "lm_model_generate_tokens_per_s": time_lm_model(
+              model, prompt, tokens=tokens, repeats=3)}
 
 
 def llama_models(args) -> dict:
@@ -282,6 +316,14 @@ def llama_models(args) -> dict:
         "label": f"llama-shaped {dtype}", "config": cfg.__dict__,
         "dtype": dtype, "rule": "teal", "tokens": args.llama_tokens,
         "gb_per_token": gb, "rows": rows}
+    if dtype == cfg.dtype:
+      res = out[f"llama_{dtype}"]
+      res["lm_model_generate_tokens_per_s"] = time_lm_model(
+          model, prompt, tokens=args.llama_tokens, repeats=3)
+      if 0.5 in settings:
+        res["lm_model_hook_50_tokens_per_s"] = time_lm_model(
+            model, prompt, tokens=args.llama_tokens, repeats=3,
+            setting=settings[0.5])
     del weights
   return out
 
@@ -356,6 +398,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
       title = (f"{res['label']}, {res['rule']}, {res['tokens']} tokens per "
                f"call, {args.repeats} repeats")
       print("\n" + table(title, res["rows"]))
+      if "gb_per_token" in res:
+        print(f"\n{res['gb_per_token']:.3f} GB of weights per dense token.")
+      if "lm_model_generate_tokens_per_s" in res:
+        print(f"\nlm_model.generate, dense, same model: "
+              f"{res['lm_model_generate_tokens_per_s']:,.1f} tokens/s "
+              "(prefill subtracted).")
+      if "lm_model_hook_50_tokens_per_s" in res:
+        print(f"lm_model.generate at 50 % through its matmul hook "
+              f"(sparse_input_matmul per projection, stacked layers): "
+              f"{res['lm_model_hook_50_tokens_per_s']:,.1f} tokens/s.")
   (out / "decode.json").write_text(json.dumps(results, indent=1))
   plot(out / "decode.png", results)
   print(f"\nwrote {out / 'decode.json'} and {out / 'decode.png'}")

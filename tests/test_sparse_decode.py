@@ -116,9 +116,9 @@ def test_benchmark_tiny_checkpoint_reports_bpb(tmp_path):
       "decode_benchmark", ROOT / "benchmarks" / "decode.py")
   bench = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(bench)
-  results = bench.main(["--tiny", "--model", "example", "--out",
-                        str(tmp_path), "--repeats", "1", "--tokens", "4",
-                        "--sparsities", "0.5,0.8"])
+  results = bench.main(["--tiny", "--tiny-steps", "5", "--model", "example",
+                        "--out", str(tmp_path), "--repeats", "1", "--tokens",
+                        "4", "--sparsities", "0.5,0.8"])
   rows = results["example"]["rows"]
   assert [r["target"] for r in rows] == [0.0, 0.5, 0.8]
   assert all(np.isfinite(r["val_bpb"]) for r in rows)
