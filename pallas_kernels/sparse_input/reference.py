@@ -65,7 +65,12 @@ Llama-shaped matrices of the decode benchmark (16 float32 matrices of
 of rows active, median of 10 interleaved rounds): 1.71x dense with 16 rows
 per step and 1.86x with 32 (1.31x, for one 2048x11264 matrix, with the old
 `[1, n]` accumulator); with 75 % active 1.12x and 1.21x; 90 % 0.98x and
-1.01x; every row active 0.93x and 0.97x. The `lax.cond` to the dense
+1.01x; every row active 0.93x and 0.97x. Those runs shared the CPU with
+other jobs (the dense product got about one core); on a quiet CPU the
+whole decode step of `benchmarks/decode.py` gained less: 1.38x at 50 %
+and 1.16x at 40 % (1.79x and 1.52x with the CPU shared), because the
+dense gemv then uses both cores fully and the loop's small parallel steps
+less well. The `lax.cond` to the dense
 product cost about 0.3 ms per call in that setting (1.38x instead of
 1.71x at 50 %), far more than the 3 % it saves with every row active, so
 the row sum (batch <= `ROW_SUM_MAX_BATCH`) no longer switches to dense; a
