@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import platform
 import sys
@@ -60,6 +59,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 import lm  # noqa: E402  (examples/lm.py)
 import lm_model  # noqa: E402
 import sparse_decode as sd  # noqa: E402
+from pallas_kernels import sparse_input_matmul  # noqa: E402
 import text_data  # noqa: E402
 
 SPARSITIES = (0.25, 0.4, 0.5, 0.65, 0.8)
@@ -170,7 +170,6 @@ def time_lm_model(model, prompt, *, tokens: int, repeats: int,
   """
   matmul = None
   if setting is not None:
-    from pallas_kernels import sparse_input_matmul  # pylint: disable=g-import-not-at-top
     matmul = sparse_input_matmul
     lm_model.set_activation_sparsity(
         model, setting["kind"], thresholds=setting.get("thresholds"),
