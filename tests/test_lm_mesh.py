@@ -41,6 +41,7 @@ def test_parse_mesh():
     lm.parse_mesh("data=4,tensor=2")
 
 
+@pytest.mark.slow  # 35 s alone, 2 min on a shared CPU
 def test_sharded_rigl_matches_one_device(tmp_path):
   if jax.device_count() < 8:
     pytest.skip("needs 8 devices (the root conftest.py gives 8 CPUs)")

@@ -111,6 +111,7 @@ def test_bad_setting_is_an_error(model):
     sd.make_decoder(model, {"kind": "relu"})
 
 
+@pytest.mark.slow  # trains a checkpoint: 50 s on a shared CPU
 def test_benchmark_tiny_checkpoint_reports_bpb(tmp_path):
   spec = importlib.util.spec_from_file_location(
       "decode_benchmark", ROOT / "benchmarks" / "decode.py")
