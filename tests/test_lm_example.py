@@ -64,13 +64,19 @@ def test_loader_order_and_fallback(tmp_path, monkeypatch, capsys):
                         verbose=False)
 
 
-def test_debian_location_is_found_when_installed():
-  found = text_data.debian_dir()
-  if found is None:
-    pytest.skip("python3-doc is not installed")
-  data = text_data.load_text(verbose=False)
+def test_debian_location_is_found(tmp_path):
+  # A folder laid out as python3-doc installs it, so that the test needs no
+  # system package (.ci/run installs the real one for the examples).
+  root = tmp_path / "python3.11" / "html" / "_sources"
+  for i in range(200):
+    page = root / ("library" if i % 2 else "howto") / f"page{i}.rst.txt"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(f"Page {i}\n" + "Some English prose. " * 20)
+  glob = str(tmp_path / "python3*" / "html" / "_sources")
+  assert text_data.debian_dir(glob) == root
+  data = text_data.load_text(verbose=False, debian_glob=glob)
   assert data.name == "python-docs"
-  assert data.train.size > 5_000_000
+  assert data.train.size > 0 and data.validation.size > 0
 
 
 def test_batches_are_seeded_and_windows_fixed():
