@@ -455,30 +455,34 @@ def _einsum_axes(einsum_str: str, ndim: int, path: str) -> LeafSpec:
   return LeafSpec(in_axes=ins, out_axes=outs, stack_axes=stack)
 
 
-def _nnx_specs(model: Any) -> list[tuple[str, LeafSpec | None, LeafSpec]]:
+def _nnx_specs(model: Any):
+  """``(path, spec, axes, unknown)`` per param of an NNX model.
+
+  ``unknown`` names the module type of a matrix-shaped param whose module
+  this file does not know (``None`` otherwise).
+  """
   from flax import nnx  # pylint: disable=import-outside-toplevel
 
   modules = {}
   for path, node in nnx.iter_graph(model):
     if isinstance(node, nnx.Module):
       modules["/".join(str(p) for p in path)] = node
-  state = nnx.state(model, nnx.Param)
   out = []
-  unknown = []
-  for path, leaf in _tree.leaves_with_paths_variables(state):
+  for path, leaf in _tree.leaves_with_paths_variables(
+      nnx.state(model, nnx.Param)):
     ndim = len(_shape(leaf))
     parent, _, name = path.rpartition("/")
     module = modules.get(parent)
     spec, axes = (None, None) if module is None else _module_axes(
         module, name, ndim, leaf, path)
+    unknown = None
     if axes is None:
-      if ndim >= 2 and _is_float(leaf) and name not in ("bias",):
-        unknown.append((path, type(module).__name__, _shape(leaf)))
+      if ndim >= 2 and _is_float(leaf) and name != "bias":
+        unknown = type(module).__name__
         axes = _bare_axes(path, leaf, ndim)
       elif ndim >= 1:
         axes = LeafSpec((), (ndim - 1,), tuple(range(ndim - 1)))
-    out.append((path, spec, axes, unknown[-1] if unknown and
-                unknown[-1][0] == path else None))
+    out.append((path, spec, axes, unknown))
   return out
 
 
@@ -611,7 +615,7 @@ def _infer(model_or_params: Any):
     state = _tree.leaves_with_paths_variables(
         _nnx_state(model_or_params))
     leaves = dict(state)
-    return [(p, s, a, (f"in a module of type {u[1]}" if u else None),
+    return [(p, s, a, (f"in a module of type {u}" if u else None),
              _shape(leaves[p]), _is_float(leaves[p])) for p, s, a, u in rows]
   pairs = dict(_tree.leaves_with_paths_variables(model_or_params))
   return [(p, s, a, AMBIGUOUS if s is not None and a is None else None,
