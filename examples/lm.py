@@ -495,12 +495,21 @@ def _train(args, data, mesh, keep_state) -> dict:
   step_s = seconds / max(timed_steps, 1)
   tokens_per_s = cfg.batch_size * cfg.seq_len / step_s
   model = merge(graphdef, template, params, rest)
-  per_layer = layer_sparsity(model)
+  # Realised sparsity is the masks' (a weight RigL grew at zero and has not
+  # moved yet is kept, not pruned); the exact zeros of the weights beside.
+  zeros = layer_sparsity(model)
+  per_layer = zeros
+  if sparse:
+    kept = jax.tree.map(lambda m, p: p if m is None else m.astype(p.dtype),
+                        sj.get_masks(opt_state), params,
+                        is_leaf=lambda x: x is None)
+    per_layer = layer_sparsity(merge(graphdef, template, kept, rest))
   val_bpb = history["val_bpb"][-1]
 
   if args.method == "dense":
     args.sparsity = 0.0
-  stem = f"lm_{args.method}_{_label(args.sparsity)}"
+  stem = f"lm_{args.method}_{_label(args.sparsity)}" + (
+      f"_s{args.seed}" if args.seed else "")
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   ckpt = out / f"{stem}_ckpt"
@@ -518,6 +527,7 @@ def _train(args, data, mesh, keep_state) -> dict:
       "steps": steps,
       "seed": args.seed, "val_bpb": val_bpb, "data": data.name,
       "config": cfg.__dict__, "layer_sparsity": per_layer,
+      "layer_zeros": zeros,
       "tokens_per_s": tokens_per_s, "step_seconds": step_s,
       "history": history, "checkpoint": str(ckpt), "png": str(png)}
   if mesh is not None:

@@ -73,6 +73,22 @@ def commands(args) -> list[list[str]]:
   return runs
 
 
+def _finished(argv: list[str], out) -> dict | None:
+  """The JSON an earlier training run of ``argv`` wrote, if it matches."""
+  if "--method" not in argv:
+    return None
+  a = lm.parse_args(argv)
+  sparsity = 0.0 if a.method == "dense" else a.sparsity
+  stem = f"lm_{a.method}_{sparsity:g}" + (f"_s{a.seed}" if a.seed else "")
+  path = pathlib.Path(out) / f"{stem}.json"
+  if not path.is_file():
+    return None
+  r = json.loads(path.read_text())
+  same = (r.get("steps") == a.steps and r.get("seed") == a.seed
+          and r.get("sparsity") == sparsity)
+  return r if same else None
+
+
 def _mean_sparsity(per_layer: dict) -> float:
   values = [v for vs in per_layer.values() for v in vs]
   return sum(values) / max(len(values), 1)
@@ -140,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> str:
   parser.add_argument("--out", default="runs")
   parser.add_argument("--dry-run", action="store_true",
                       help="print the lm.py commands only")
+  parser.add_argument("--resume", action="store_true",
+                      help="reuse a run's JSON in --out when it has the "
+                      "same method, sparsity, seed and steps")
   args = parser.parse_args(argv)
   runs = commands(args)
   if args.dry_run:
@@ -150,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> str:
   for i, argv_i in enumerate(runs):
     print(f"[{i + 1}/{len(runs)}] lm.py " + " ".join(argv_i),
           file=sys.stderr)
-    results.append(lm.main(argv_i))
+    done = _finished(argv_i, args.out) if args.resume else None
+    results.append(done if done is not None else lm.main(argv_i))
   text, series = collect(results, args.table)
   out = pathlib.Path(args.out)
   (out / f"table_{args.table}.md").write_text(text + "\n")
