@@ -19,6 +19,8 @@ Commands, from the repository root::
   # training-free activation sparsity, calibrated on training text
   python examples/lm.py --activation teal --target 0.5 \
       --from runs/lm_dense_0_ckpt --out runs/
+  # mixture of experts in the FFN, at the dense model's active parameters
+  python examples/lm.py --moe top2 --experts 8 --steps 2000 --out runs/
   # decoding with the KV cache (optionally activation-sparse, TEAL-style)
   python examples/lm.py generate --from runs/lm_dense_0_ckpt \
       --prompt "The list type" --tokens 200 [--activation teal --target 0.5]
@@ -52,8 +54,24 @@ inputs scored by ``|x_j| * ||W_j||`` with ``W`` the consuming kernel(s)),
 ``cats`` (the threshold on ``silu(gate)`` only) and ``topk`` (the largest
 ``(1 - target) * width`` magnitudes of every token's inputs).
 
-The last line printed by the training, one-shot and activation commands is
-``val_bpb <value>``.
+Mixture of experts (``--moe top2|switch|expert_choice --experts E``):
+every block's SwiGLU feed-forward becomes a dropless
+:class:`sparsejax.nn.MoE` (``top2``: top-2 token choice, sorted by expert;
+``switch``: top-1; ``expert_choice``: each expert takes ``2 * tokens / E``
+tokens, so a token meets 2 experts on average and may meet none) of silu
+MLP experts sized so that a token's active feed-forward weights equal the
+dense SwiGLU's (``lm_model.LMConfig``). Training adds the load-balancing
+loss (1e-2) and the router z-loss (1e-3), summed over layers, to the
+cross-entropy. It reports the validation bpb, every layer's expert load on
+the validation windows (min / max against the uniform ``1/E``, coefficient
+of variation), the fraction of tokens that met no expert, the active and
+total parameters; writes ``<out>/lm_moe_<router>_<E>.json``, ``.png``
+(expert load per layer and expert, and the training curve) and a
+checkpoint. The weight-sparsity, one-shot, activation and mesh options are
+refused with ``--moe``.
+
+The last line printed by the training, one-shot, activation and MoE
+commands is ``val_bpb <value>``.
 """
 
 from __future__ import annotations
@@ -172,17 +190,28 @@ def merge(graphdef, template, params, rest):
   return nnx.merge(graphdef, state, rest)
 
 
-def make_train_step(graphdef, template, rest, tx, sparse: bool):
-  """A jitted step ``(params, opt_state, batch) -> (params, state, loss)``."""
+def make_train_step(graphdef, template, rest, tx, sparse: bool, *,
+                    moe: bool = False):
+  """A jitted step ``(params, opt_state, batch) -> (params, state, loss)``.
+
+  ``loss`` is the cross-entropy; with ``moe`` the gradient is that of the
+  cross-entropy plus :func:`lm_model.moe_aux_loss` (the layers' auxiliary
+  losses, out of ``nnx.scan`` as scan outputs).
+  """
 
   def loss_fn(params, opt_state, batch):
     fwd = sj.forward_params(params, opt_state) if sparse else params
     model = merge(graphdef, template, fwd, rest)
-    ce, _ = lm_model.loss_and_bits(model(batch[:, :-1]), batch[:, 1:])
-    return ce
+    if not moe:
+      ce, _ = lm_model.loss_and_bits(model(batch[:, :-1]), batch[:, 1:])
+      return ce, ce
+    logits, aux = model(batch[:, :-1], return_aux=True)
+    ce, _ = lm_model.loss_and_bits(logits, batch[:, 1:])
+    return ce + lm_model.moe_aux_loss(aux), ce
 
   def step(params, opt_state, batch):
-    loss, grads = jax.value_and_grad(loss_fn)(params, opt_state, batch)
+    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, opt_state, batch)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -252,6 +281,8 @@ def _config(args) -> lm_model.LMConfig:
     kw["stacked"] = args.stacked
   if args.bf16:
     kw["dtype"] = "bfloat16"
+  if getattr(args, "moe", None):
+    kw["moe"], kw["experts"] = args.moe, args.experts
   if args.batch_size:
     kw["batch_size"] = args.batch_size
   return lm_model.LMConfig(**{**base.__dict__, **kw})
@@ -426,7 +457,7 @@ def _train(args, data, mesh, keep_state) -> dict:
       end_value=args.lr * 0.1)
   tx = make_optimizer(args.method, lr=lr, sparsity=args.sparsity,
                       total_steps=steps, seed=args.seed,
-                      specs=sparse_specs(model),
+                      specs=None if cfg.moe else sparse_specs(model),
                       update_every=getattr(args, "update_every", None))
   # The loop trains a plain nested dict of arrays (paths like
   # "blocks/q/kernel"), the form every Optax and sparsejax transform takes.
@@ -445,7 +476,8 @@ def _train(args, data, mesh, keep_state) -> dict:
     # Start from the sparse network (the transforms zero pruned weights
     # through their updates; doing it now makes step 0's gradient sparse).
     params = sj.forward_params(params, opt_state)
-  step = make_train_step(graphdef, template, rest, tx, sparse)
+  step = make_train_step(graphdef, template, rest, tx, sparse,
+                         moe=cfg.moe is not None)
   rng = np.random.default_rng(args.seed)
   windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
                                    max_windows=args.val_windows)
@@ -454,7 +486,9 @@ def _train(args, data, mesh, keep_state) -> dict:
         f"heads, ffn {cfg.d_ff}, context {cfg.seq_len}, "
         f"{'stacked (nnx.scan)' if cfg.stacked else 'list of blocks'}, "
         f"compute {cfg.dtype}; {n_params:,} parameters; batch "
-        f"{cfg.batch_size}; {steps} steps of {args.method}"
+        f"{cfg.batch_size}; {steps} steps of "
+        + (f"MoE {cfg.moe}, {cfg.experts} experts of width "
+           f"{cfg.expert_hidden}" if cfg.moe else args.method)
         + ("" if args.method == "dense" else f" at sparsity {args.sparsity}"),
         file=sys.stderr)
 
@@ -495,6 +529,9 @@ def _train(args, data, mesh, keep_state) -> dict:
   step_s = seconds / max(timed_steps, 1)
   tokens_per_s = cfg.batch_size * cfg.seq_len / step_s
   model = merge(graphdef, template, params, rest)
+  if cfg.moe:
+    return _finish_moe(args, cfg, model, history, windows, data,
+                       tokens_per_s=tokens_per_s, step_s=step_s)
   # Realised sparsity is the masks' (a weight RigL grew at zero and has not
   # moved yet is kept, not pruned); the exact zeros of the weights beside.
   zeros = layer_sparsity(model)
@@ -526,6 +563,7 @@ def _train(args, data, mesh, keep_state) -> dict:
       "command": "train", "method": args.method, "sparsity": args.sparsity,
       "steps": steps,
       "seed": args.seed, "val_bpb": val_bpb, "data": data.name,
+      "total_params": int(sum(x.size for x in jax.tree.leaves(params))),
       "config": cfg.__dict__, "layer_sparsity": per_layer,
       "layer_zeros": zeros,
       "tokens_per_s": tokens_per_s, "step_seconds": step_s,
@@ -543,6 +581,148 @@ def _train(args, data, mesh, keep_state) -> dict:
         f"of {cfg.batch_size}x{cfg.seq_len} tokens, compile excluded)")
   print(f"wrote {path}, {png} and {ckpt}")
   return results
+
+
+# ---------------------------------------------------------------- MoE
+
+
+@nnx.jit
+def _moe_aux_batch(model, batch):
+  return model(batch[:, :-1], return_aux=True)[1]
+
+
+def moe_stats(model, windows: np.ndarray, *, batch_size: int = 64) -> dict:
+  """The layers' :class:`sparsejax.nn.MoEAux` on ``windows``, per layer.
+
+  Every statistic is averaged over the batches (a partial last batch is
+  left out when there is a full one); expert choice routes the tokens of a
+  batch together, as in training.
+
+  Returns:
+    ``{"expert_load": [layers][experts], "dropped": [layers],
+    "load_balancing": [layers], "z_loss": [layers]}``.
+  """
+  n = len(windows)
+  starts = range(0, max(n - batch_size, 0) + 1, batch_size)
+  auxes = [_moe_aux_batch(model, windows[i:i + batch_size]) for i in starts]
+  mean = jax.tree.map(lambda *xs: np.mean(np.stack(xs), axis=0), *auxes)
+  return {k: np.asarray(getattr(mean, k)).tolist() for k in
+          ("expert_load", "dropped", "load_balancing", "z_loss")}
+
+
+def load_summary(expert_load) -> dict:
+  """Per layer: min and max load as multiples of the uniform ``1/E``, and
+  the coefficient of variation (std / mean) of the load over experts."""
+  load = np.asarray(expert_load)
+  e = load.shape[-1]
+  return {"min_x_uniform": (load.min(-1) * e).tolist(),
+          "max_x_uniform": (load.max(-1) * e).tolist(),
+          "cv": (load.std(-1) / load.mean(-1)).tolist()}
+
+
+def param_counts(model) -> tuple[int, int]:
+  """``(active, total)`` parameters per token: an MoE expert's weights
+  count ``k / experts`` of theirs (``k`` experts per token; expert
+  choice's capacity factor), the router and the rest count fully."""
+  cfg = model.cfg
+  total = active = 0
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  for path, x in jax.tree_util.tree_flatten_with_path(params)[0]:
+    keys = [getattr(p, "key", None) for p in path]
+    size = math.prod(x.shape)
+    total += size
+    expert = "moe" in keys and keys[-1] in ("w_in", "w_out", "b_in", "b_out")
+    active += size * cfg.moe_k // cfg.experts if expert else size
+  return active, total
+
+
+def _plot_moe(path, load, history, *, title):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  load = np.asarray(load)
+  layers, experts = load.shape
+  fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+  im = ax.imshow(load * experts, cmap="viridis", aspect="auto",
+                 vmin=0.0, vmax=max(2.0, float(load.max() * experts)))
+  for i in range(layers):
+    for j in range(experts):
+      ax.text(j, i, f"{load[i, j] * experts:.2f}", ha="center",
+              va="center", color="w", fontsize=7)
+  ax.set_xticks(range(experts))
+  ax.set_yticks(range(layers))
+  ax.set_xlabel("expert")
+  ax.set_ylabel("layer")
+  ax.set_title("expert load / uniform (validation)")
+  fig.colorbar(im, ax=ax)
+  bx.plot(history["step"], np.array(history["loss"]) / math.log(2), "-",
+          label="train loss (bits/byte)")
+  bx.plot(history["val_step"], history["val_bpb"], "o-",
+          label="validation bpb")
+  bx.set_xlabel("step")
+  bx.set_ylabel("bits per byte")
+  bx.grid(alpha=0.3)
+  bx.legend()
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _finish_moe(args, cfg, model, history, windows, data, *, tokens_per_s,
+                step_s) -> dict:
+  """Reports, plots and saves a trained MoE model (``--moe``)."""
+  stats = moe_stats(model, windows)
+  summary = load_summary(stats["expert_load"])
+  active, total = param_counts(model)
+  val_bpb = history["val_bpb"][-1]
+  stem = f"lm_moe_{cfg.moe}_{cfg.experts}" + (
+      f"_s{args.seed}" if args.seed else "")
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  ckpt = out / f"{stem}_ckpt"
+  save_checkpoint(model, ckpt)
+  png = out / f"{stem}.png"
+  _plot_moe(png, stats["expert_load"], history,
+            title=f"MoE {cfg.moe}, {cfg.experts} experts: val bpb "
+            f"{val_bpb:.3f}")
+  results = {
+      "command": "moe", "method": f"moe_{cfg.moe}", "moe": cfg.moe,
+      "router": cfg.moe_router, "experts": cfg.experts, "k": cfg.moe_k,
+      "expert_hidden": cfg.expert_hidden,
+      # No weight is pruned; the experts' inactive share is below.
+      "sparsity": 0.0, "active_fraction": cfg.moe_k / cfg.experts,
+      "steps": args.steps, "seed": args.seed, "val_bpb": val_bpb,
+      "data": data.name, "config": cfg.__dict__, "layer_sparsity": {},
+      "expert_load": stats["expert_load"], "load": summary,
+      "dropped": stats["dropped"],
+      "load_balancing": stats["load_balancing"], "z_loss": stats["z_loss"],
+      "active_params": active, "total_params": total,
+      "tokens_per_s": tokens_per_s, "step_seconds": step_s,
+      "history": history, "checkpoint": str(ckpt), "png": str(png)}
+  path = _write(out, stem, results)
+  print(f"\nMoE {cfg.moe} ({cfg.moe_router}, k={cfg.moe_k}), {cfg.experts} "
+        f"experts of width {cfg.expert_hidden}: {active:,} active of "
+        f"{total:,} parameters")
+  print("| layer | load min x uniform | load max x uniform | load CV | "
+        "dropped | load-balancing loss | z-loss |")
+  print("|---|---|---|---|---|---|---|")
+  for i in range(cfg.num_layers):
+    print(f"| {i} | {summary['min_x_uniform'][i]:.3f} | "
+          f"{summary['max_x_uniform'][i]:.3f} | {summary['cv'][i]:.3f} | "
+          f"{stats['dropped'][i]:.4f} | {stats['load_balancing'][i]:.4f} | "
+          f"{stats['z_loss'][i]:.4f} |")
+  print(f"\nval bpb {val_bpb:.4f}; tokens/s {tokens_per_s:,.0f} "
+        f"({1000 * step_s:.1f} ms per step of {cfg.batch_size}x"
+        f"{cfg.seq_len} tokens, compile excluded)")
+  print(f"wrote {path}, {png} and {ckpt}")
+  return results
+
+
+def _dense_ffn_only(model, flag: str) -> None:
+  if model.cfg.moe:
+    raise ValueError(f"--from: {flag} needs a dense-FFN checkpoint; this "
+                     f"one is MoE ({model.cfg.moe})")
 
 
 # ---------------------------------------------------------------- one-shot
@@ -568,6 +748,7 @@ def calibration_batches(data, cfg, *, windows: int, seed: int):
 def oneshot(args, data) -> dict:
   """Prunes a trained checkpoint in one shot with ``sj.prune_model``."""
   model = load_checkpoint(args.from_, stacked=args.stacked)
+  _dense_ffn_only(model, "--oneshot")
   cfg = model.cfg
   windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
                                    max_windows=args.val_windows)
@@ -650,6 +831,7 @@ def calibrate_activation(model, rule: str, target: float, calib) -> dict:
 def activation(args, data) -> dict:
   """Training-free activation sparsity on a trained checkpoint."""
   model = load_checkpoint(args.from_, stacked=args.stacked)
+  _dense_ffn_only(model, "--activation")
   cfg = model.cfg
   windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
                                    max_windows=args.val_windows)
@@ -737,8 +919,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       default="train",
                       help="train (also --oneshot/--activation) or generate")
   parser.add_argument("--method", choices=METHODS, default="dense")
-  parser.add_argument("--sparsity", default="0.9",
-                      help="weight sparsity; for --oneshot also n:m")
+  parser.add_argument("--sparsity", default=None,
+                      help="weight sparsity (default 0.9); for --oneshot "
+                      "also n:m")
   parser.add_argument("--steps", type=int, default=2000)
   parser.add_argument("--lr", type=float, default=3e-3, help="peak Adam lr")
   parser.add_argument("--batch-size", type=int, default=None)
@@ -772,10 +955,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="training windows for calibration")
   parser.add_argument("--from", dest="from_", default=None,
                       help="checkpoint directory written by a training run")
+  parser.add_argument("--moe", choices=tuple(lm_model.MOE_ROUTERS),
+                      help="train with a mixture-of-experts FFN")
+  parser.add_argument("--experts", type=int, default=8,
+                      help="experts per MoE layer")
   parser.add_argument("--prompt", default="The ")
   parser.add_argument("--tokens", type=int, default=200)
   parser.add_argument("--temperature", type=float, default=0.0)
   args = parser.parse_args(argv)
+  if args.moe:
+    given = [flag for flag, on in (
+        ("--method", args.method != "dense"),
+        ("--sparsity", args.sparsity is not None),
+        ("--update-every", args.update_every is not None),
+        ("--oneshot", args.oneshot), ("--activation", args.activation),
+        ("--mesh", args.mesh), ("--from", args.from_),
+        ("generate", args.command == "generate")) if on]
+    if given:
+      parser.error(f"--moe trains a dense-weight MoE model; it does not "
+                   f"combine with {', '.join(given)}")
+    if args.experts < 1:
+      parser.error(f"--experts must be >= 1, got {args.experts}")
+  if args.sparsity is None:
+    args.sparsity = "0.9"
   needs_ckpt = args.command == "generate" or args.oneshot or args.activation
   if needs_ckpt and not args.from_:
     parser.error("--from CKPT is required by generate, --oneshot and "

@@ -29,6 +29,13 @@ without biases), a final RMSNorm and an untied ``nnx.Linear`` head.
   whose input is active. The function is read when the model is *traced*:
   under ``jax.jit``, install it inside the traced function (as
   :func:`generate` does with its static ``matmul`` argument).
+* **Mixture of experts** (``moe="top2" | "switch" | "expert_choice"``): the
+  SwiGLU feed-forward of every block becomes a
+  :class:`sparsejax.nn.MoE` of ``experts`` two-layer expert MLPs at equal
+  *active* parameters (see :class:`LMConfig`); ``model(tokens,
+  return_aux=True)`` also returns the layers' :class:`sparsejax.nn.MoEAux`
+  stacked over a leading layer axis, out of ``nnx.scan`` (or the list) as a
+  scan output, and :func:`moe_aux_loss` weighs them into the training loss.
 * **Activation sparsity** (TEAL / WINA / CATS / top-k): optional per-layer
   thresholds on the inputs of the projections, set by
   :func:`set_activation_sparsity`; ``model(tokens, collect=True)`` also
@@ -48,6 +55,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from sparsejax import activations as sa
+from sparsejax import nn as sjnn
 
 MatmulFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -61,6 +69,17 @@ MatmulFn = Callable[[jax.Array, jax.Array], jax.Array]
 GROUPS = ("attn_in", "attn_out", "mlp_in", "mlp_down")
 ACT_KINDS = ("threshold", "cats", "topk")
 
+# The MoE feed-forwards: name -> (router of sparsejax.nn.MoE, k). k is the
+# experts per token of the token-choice routers and expert choice's capacity
+# factor c (each expert takes c * tokens / experts tokens, so a token meets
+# c experts on average).
+MOE_ROUTERS = {"top2": ("top_k", 2), "switch": ("switch", 1),
+               "expert_choice": ("expert_choice", 2)}
+# Coefficients of the auxiliary losses, summed over layers (Switch
+# Transformer's 1e-2 load balancing, ST-MoE's 1e-3 router z-loss).
+LOAD_BALANCING_COEF = 1e-2
+Z_LOSS_COEF = 1e-3
+
 
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
@@ -68,6 +87,17 @@ class LMConfig:
 
   The default (4 layers, width 128, 4 heads, SwiGLU width 384, context 128,
   batch 16) is sized for a 2-core CPU; :meth:`tiny` is for tests.
+
+  ``moe`` (a key of :data:`MOE_ROUTERS`) replaces every SwiGLU feed-forward
+  by a :class:`sparsejax.nn.MoE` of ``experts`` experts, dropless
+  (``capacity_factor=None``: token choice sorts tokens by expert; expert
+  choice drops by construction the tokens no expert picks). The experts are
+  two-layer MLPs without biases, ``silu(x W_in) W_out``, of hidden width
+  :attr:`expert_hidden` ``= 3 d_ff / (2 k)``, so that the ``k`` experts a
+  token meets hold ``k * 2 * d * h = 3 * d * d_ff`` weights, the SwiGLU's
+  (equal active parameters; the router's ``d * experts`` weights per layer
+  come on top). silu is the SwiGLU's own nonlinearity, so the two models
+  differ by the gating product and the routing only.
   """
 
   vocab_size: int = 256
@@ -81,10 +111,27 @@ class LMConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   rope_base: float = 10_000.0
+  moe: str | None = None
+  experts: int = 8
 
   @property
   def head_dim(self) -> int:
     return self.d_model // self.num_heads
+
+  @property
+  def moe_router(self) -> str:
+    """The ``router`` of :class:`sparsejax.nn.MoE` (``moe`` must be set)."""
+    return MOE_ROUTERS[self.moe][0]
+
+  @property
+  def moe_k(self) -> int:
+    """Experts per token (token choice) or capacity factor (expert choice)."""
+    return MOE_ROUTERS[self.moe][1]
+
+  @property
+  def expert_hidden(self) -> int:
+    """Hidden width h of an expert: ``k * 2 * d * h == 3 * d * d_ff``."""
+    return 3 * self.d_ff // (2 * self.moe_k)
 
   @classmethod
   def tiny(cls, **overrides) -> "LMConfig":
@@ -101,6 +148,17 @@ class LMConfig:
     if self.head_dim % 2:
       raise ValueError(f"d_model / num_heads = {self.head_dim} must be even "
                        "(rotary embeddings rotate pairs)")
+    if self.moe is not None:
+      if self.moe not in MOE_ROUTERS:
+        raise ValueError(f"moe: expected one of {tuple(MOE_ROUTERS)} or "
+                         f"None, got {self.moe!r}")
+      if not 1 <= self.moe_k <= self.experts:
+        raise ValueError(f"experts: {self.experts} is fewer than the "
+                         f"{self.moe_k} experts per token of {self.moe!r}")
+      if 3 * self.d_ff % (2 * self.moe_k):
+        raise ValueError(f"d_ff: 3 * {self.d_ff} is not a multiple of "
+                         f"2 * k = {2 * self.moe_k} (expert width for equal "
+                         "active parameters)")
 
 
 # ---------------------------------------------------------------- matmuls
@@ -223,11 +281,20 @@ class Block(nnx.Module):
                                kernel_init=_init(("heads", "kv", "embed")),
                                **common)
     self.mlp_norm = nnx.RMSNorm(d, **norm)
-    self.gate = nnx.Linear(d, ff, kernel_init=_init(("embed", "mlp")),
+    if cfg.moe is None:
+      self.moe = nnx.data(None)
+      self.gate = nnx.Linear(d, ff, kernel_init=_init(("embed", "mlp")),
+                             **common)
+      self.up = nnx.Linear(d, ff, kernel_init=_init(("embed", "mlp")),
                            **common)
-    self.up = nnx.Linear(d, ff, kernel_init=_init(("embed", "mlp")), **common)
-    self.down = nnx.Linear(ff, d, kernel_init=_init(("mlp", "embed")),
-                           **common)
+      self.down = nnx.Linear(ff, d, kernel_init=_init(("mlp", "embed")),
+                             **common)
+    else:
+      self.moe = sjnn.MoE(
+          d, cfg.expert_hidden, cfg.experts, k=cfg.moe_k,
+          router=cfg.moe_router, capacity_factor=None, use_bias=False,
+          activation=jax.nn.silu, dtype=cfg.dtype,
+          param_dtype=cfg.param_dtype, rngs=rngs)
     # Activation sparsity, off until set_activation_sparsity.
     self.act_kind = None
     self.topk_k = ()
@@ -263,8 +330,10 @@ class Block(nnx.Module):
       collect: return what each projection group received.
 
     Returns:
-      ``(x, kv, inputs)``: ``kv`` is the updated cache, the keys and values
-      (``want_kv``) or None; ``inputs`` a dict by group (``collect``) or None.
+      ``(x, kv, inputs, aux)``: ``kv`` is the updated cache, the keys and
+      values (``want_kv``) or None; ``inputs`` a dict by group (``collect``)
+      or None; ``aux`` the :class:`sparsejax.nn.MoEAux` of an MoE block, else
+      None. An MoE block's ``inputs`` stop at ``"mlp_in"``.
     """
     inputs = {}
     h = self._sparsify("attn_in", self.attn_norm(x))
@@ -288,13 +357,16 @@ class Block(nnx.Module):
     x = x + self.o(a)
     h = self._sparsify("mlp_in", self.mlp_norm(x))
     inputs["mlp_in"] = h
+    if self.moe is not None:
+      y, aux = self.moe(h, return_aux=True)
+      return x + y, kv, (inputs if collect else None), aux
     act = jax.nn.silu(self.gate(h))
     inputs["gate_act"] = act
     act = self._sparsify("gate_act", act)
     m = self._sparsify("mlp_down", act * self.up(h))
     inputs["mlp_down"] = m
     x = x + self.down(m)
-    return x, kv, (inputs if collect else None)
+    return x, kv, (inputs if collect else None), None
 
 
 class KVCache(NamedTuple):
@@ -356,36 +428,53 @@ class TransformerLM(nnx.Module):
   def run(self, tokens, *, q_pos, cache=None, pos=None, want_kv=False,
           collect=False):
     """Logits, the new cache (or keys/values) and the collected inputs."""
+    return self.run_with_aux(tokens, q_pos=q_pos, cache=cache, pos=pos,
+                             want_kv=want_kv, collect=collect)[:3]
+
+  def run_with_aux(self, tokens, *, q_pos, cache=None, pos=None,
+                   want_kv=False, collect=False):
+    """:meth:`run` and the MoE layers' aux (``[layers, ...]`` or None).
+
+    Under ``nnx.scan`` the aux of every layer is a scan output (stacked
+    like the caches); with a list of blocks the same stacking is done here.
+    """
     x = self.embed(tokens)
     kw = dict(q_pos=q_pos, pos=pos, want_kv=want_kv, collect=collect)
     if self.cfg.stacked:
       @nnx.scan(in_axes=(nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0),
                 transform_metadata={nnx.PARTITION_NAME: "layers"})
       def body(x, block, layer_cache):
-        x, kv, inputs = block(x, cache=layer_cache, **kw)
-        return x, (kv, inputs)
+        x, kv, inputs, aux = block(x, cache=layer_cache, **kw)
+        return x, (kv, inputs, aux)
       layer_caches = None if cache is None else (cache.k, cache.v)
-      x, (kv, inputs) = body(x, self.blocks, layer_caches)
+      x, (kv, inputs, aux) = body(x, self.blocks, layer_caches)
     else:
-      kvs, per_layer = [], []
+      kvs, per_layer, auxes = [], [], []
       for i, block in enumerate(self.blocks):
         layer_cache = None if cache is None else (cache.k[i], cache.v[i])
-        x, kv_i, inputs_i = block(x, cache=layer_cache, **kw)
+        x, kv_i, inputs_i, aux_i = block(x, cache=layer_cache, **kw)
         kvs.append(kv_i)
         per_layer.append(inputs_i)
+        auxes.append(aux_i)
       stack = lambda *xs: jnp.stack(xs)  # noqa: E731
       kv = jax.tree.map(stack, *kvs) if kvs[0] is not None else None
       inputs = jax.tree.map(stack, *per_layer) if collect else None
+      aux = jax.tree.map(stack, *auxes) if auxes[0] is not None else None
     logits = self.head(self.final_norm(x))
     if kv is not None:
       kv = KVCache(*kv)
-    return logits, kv, inputs
+    return logits, kv, inputs, aux
 
-  def __call__(self, tokens, *, collect=False):
-    """Logits ``[B, T, vocab]`` (and the per-layer inputs, ``collect``)."""
+  def __call__(self, tokens, *, collect=False, return_aux=False):
+    """Logits ``[B, T, vocab]``, then the per-layer inputs (``collect``),
+    then the MoE aux stacked over layers (``return_aux``; None if dense)."""
     q_pos = jnp.arange(tokens.shape[1])
-    logits, _, inputs = self.run(tokens, q_pos=q_pos, collect=collect)
-    return (logits, inputs) if collect else logits
+    logits, _, inputs, aux = self.run_with_aux(tokens, q_pos=q_pos,
+                                               collect=collect)
+    if not (collect or return_aux):
+      return logits
+    return ((logits,) + ((inputs,) if collect else ())
+            + ((aux,) if return_aux else ()))
 
 
 def block_list(model: TransformerLM) -> list[Block]:
@@ -406,6 +495,46 @@ def loss_and_bits(logits, targets):
       -jnp.take_along_axis(jax.nn.log_softmax(logits.astype(jnp.float32)),
                            targets[..., None], -1))
   return ce, ce / jnp.log(2.0)
+
+
+def moe_aux_loss(aux) -> jax.Array:
+  """The auxiliary loss added to the cross-entropy of an MoE model.
+
+  ``LOAD_BALANCING_COEF`` times the load-balancing loss plus
+  ``Z_LOSS_COEF`` times the router z-loss, each summed over layers (``aux``
+  is the stacked :class:`sparsejax.nn.MoEAux` of ``model(...,
+  return_aux=True)``); 0 for a dense model (``aux`` None).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> model = TransformerLM(LMConfig.tiny(moe="top2", experts=4),
+    ...                       rngs=nnx.Rngs(0))
+    >>> logits, aux = model(jnp.zeros((2, 5), jnp.int32), return_aux=True)
+    >>> aux.expert_load.shape  # [layers, experts]
+    (2, 4)
+    >>> bool(moe_aux_loss(aux) > 0)
+    True
+  """
+  if aux is None:
+    return jnp.zeros((), jnp.float32)
+  return (LOAD_BALANCING_COEF * jnp.sum(aux.load_balancing)
+          + Z_LOSS_COEF * jnp.sum(aux.z_loss))
+
+
+def ffn_param_counts(cfg: LMConfig) -> tuple[int, int]:
+  """``(active, total)`` feed-forward weights per layer, from the sizes.
+
+  Dense SwiGLU: ``3 d d_ff`` both. MoE: ``k`` experts of ``2 d h`` active
+  (expert choice: ``c = k`` on average), ``experts`` of them in all, plus
+  the router's ``d * experts`` in both.
+  """
+  d = cfg.d_model
+  if cfg.moe is None:
+    return 3 * d * cfg.d_ff, 3 * d * cfg.d_ff
+  expert = 2 * d * cfg.expert_hidden
+  router = d * cfg.experts
+  return cfg.moe_k * expert + router, cfg.experts * expert + router
 
 
 # ---------------------------------------------------------------- activation

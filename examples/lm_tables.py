@@ -15,6 +15,12 @@ Tables::
               a trained dense checkpoint (trained first if --from is absent)
   activation  TEAL / WINA / CATS / top-k at 25, 40, 50 and 65 % target
               from a trained dense checkpoint
+  moe         dense FFN against top-2 (dropless), expert choice (c = 2) and
+              Switch (top-1, dropless) with --experts experts (default 8)
+              at equal active parameters, same step budget, --seeds seeds
+              (default 1): validation bpb and load balance; the PNG has the
+              bpb of each model and every layer's load coefficient of
+              variation
 
 Run: ``python examples/lm_tables.py sparse --steps 2000 --out runs/``;
 ``--tiny`` uses the test-size model.
@@ -38,7 +44,8 @@ ONESHOT = ("magnitude", "wanda", "sparsegpt")
 ONESHOT_SPARSITIES = ("0.5", "0.6", "4:8", "2:4")
 ACTIVATION = ("teal", "wina", "cats", "topk")
 TARGETS = ("0.25", "0.4", "0.5", "0.65")
-TABLES = ("sparse", "oneshot", "activation")
+MOE = ("top2", "expert_choice", "switch")
+TABLES = ("sparse", "oneshot", "activation", "moe")
 
 
 def commands(args) -> list[list[str]]:
@@ -49,9 +56,16 @@ def commands(args) -> list[list[str]]:
   train = ["--steps", str(args.steps)] + common
   ckpt = args.from_ or str(pathlib.Path(args.out) / "lm_dense_0_ckpt")
   runs = []
+  if args.table == "moe":
+    for seed in range(args.seeds or 1):
+      runs.append(["--method", "dense", "--seed", str(seed)] + train)
+      for router in MOE:
+        runs.append(["--moe", router, "--experts", str(args.experts),
+                     "--seed", str(seed)] + train)
+    return runs
   if args.table == "sparse":
     methods = SPARSE + (MORE if args.more else ())
-    for seed in range(args.seeds):
+    for seed in range(args.seeds or 2):
       runs.append(["--method", "dense", "--seed", str(seed)] + train)
       for m in methods:
         for s in SPARSITIES:
@@ -74,18 +88,24 @@ def commands(args) -> list[list[str]]:
 
 
 def _finished(argv: list[str], out) -> dict | None:
-  """The JSON an earlier training run of ``argv`` wrote, if it matches."""
-  if "--method" not in argv:
+  """The JSON an earlier training run of ``argv`` wrote, if it matches
+  (same method or MoE router and experts, sparsity, seed and steps)."""
+  if "--method" not in argv and "--moe" not in argv:
     return None
   a = lm.parse_args(argv)
-  sparsity = 0.0 if a.method == "dense" else a.sparsity
-  stem = f"lm_{a.method}_{sparsity:g}" + (f"_s{a.seed}" if a.seed else "")
-  path = pathlib.Path(out) / f"{stem}.json"
+  seed = f"_s{a.seed}" if a.seed else ""
+  if a.moe:
+    path = pathlib.Path(out) / f"lm_moe_{a.moe}_{a.experts}{seed}.json"
+    want = {"moe": a.moe, "experts": a.experts}
+  else:
+    sparsity = 0.0 if a.method == "dense" else a.sparsity
+    path = pathlib.Path(out) / f"lm_{a.method}_{sparsity:g}{seed}.json"
+    want = {"method": a.method, "sparsity": sparsity}
   if not path.is_file():
     return None
   r = json.loads(path.read_text())
   same = (r.get("steps") == a.steps and r.get("seed") == a.seed
-          and r.get("sparsity") == sparsity)
+          and all(r.get(k) == v for k, v in want.items()))
   return r if same else None
 
 
@@ -120,6 +140,87 @@ def collect(results: list[dict], table: str) -> tuple[str, dict]:
   return "\n".join(lines), series
 
 
+def _total_params(r: dict) -> int:
+  """A run's parameter count: its JSON's, else its config's model's (a
+  dense run written before the count was recorded)."""
+  if "total_params" in r:
+    return r["total_params"]
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  cfg = lm.lm_model.LMConfig(**r["config"])
+  model = nnx.eval_shape(lambda: lm.lm_model.TransformerLM(
+      cfg, rngs=nnx.Rngs(0)))
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def collect_moe(results: list[dict]) -> tuple[str, dict]:
+  """Markdown table of the moe runs and the series for :func:`plot_moe`.
+
+  Load balance per run: the worst layer's min and max expert load as
+  multiples of the uniform ``1 / E``, the coefficient of variation of the
+  load over experts (mean over layers) and the fraction of tokens that met
+  no expert (mean over layers); the dense model has none.
+  """
+  rows = {}
+  for r in results:
+    rows.setdefault(r["method"], []).append(r)
+  lines = ["| model | experts | k (EC: c) | active params | total params | "
+           "val bpb (mean) | per seed | load min / max x uniform (worst "
+           "layer) | load CV (mean over layers) | dropped (mean) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  series = {}
+  for method, rs in rows.items():
+    r = rs[0]
+    bpbs = [x["val_bpb"] for x in rs]
+    mean = sum(bpbs) / len(bpbs)
+    per_seed = ", ".join(f"{b:.4f}" for b in bpbs)
+    if r.get("command") != "moe":
+      total = _total_params(r)
+      lines.append(f"| dense SwiGLU | - | - | {total:,} | {total:,} | "
+                   f"{mean:.4f} | {per_seed} | - | - | - |")
+      series[method] = {"val_bpb": mean, "cv": None}
+      continue
+    load = r["load"]
+    cv = load["cv"]
+    dropped = sum(r["dropped"]) / len(r["dropped"])
+    lines.append(
+        f"| {r['moe']} ({r['router']}) | {r['experts']} | {r['k']} | "
+        f"{r['active_params']:,} | {r['total_params']:,} | {mean:.4f} | "
+        f"{per_seed} | {min(load['min_x_uniform']):.2f} / "
+        f"{max(load['max_x_uniform']):.2f} | {sum(cv) / len(cv):.3f} | "
+        f"{dropped:.4f} |")
+    series[method] = {"val_bpb": mean, "cv": cv}
+  return "\n".join(lines), series
+
+
+def plot_moe(path, series):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+  names = list(series)
+  bpbs = [series[n]["val_bpb"] for n in names]
+  ax.bar(range(len(names)), bpbs, color="tab:blue")
+  for i, b in enumerate(bpbs):
+    ax.text(i, b, f"{b:.3f}", ha="center", va="bottom", fontsize=8)
+  ax.set_xticks(range(len(names)), names, rotation=15)
+  ax.set_ylim(min(bpbs) * 0.95, max(bpbs) * 1.02)
+  ax.set_ylabel("validation bits per byte")
+  ax.set_title("equal active parameters")
+  for n in names:
+    cv = series[n]["cv"]
+    if cv is not None:
+      bx.plot(range(len(cv)), cv, "o-", label=n)
+  bx.set_xlabel("layer")
+  bx.set_ylabel("expert load CV (std / mean)")
+  bx.set_title("load balance (validation)")
+  bx.grid(alpha=0.3)
+  bx.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def plot(path, series, table):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -146,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> str:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("table", choices=TABLES)
   parser.add_argument("--steps", type=int, default=2000)
-  parser.add_argument("--seeds", type=int, default=2)
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="seeds per run (default: 2; moe: 1)")
+  parser.add_argument("--experts", type=int, default=8,
+                      help="moe: experts per layer")
   parser.add_argument("--more", action="store_true",
                       help="sparse: also srigl, snfs, mest, granet")
   parser.add_argument("--from", dest="from_", default=None,
@@ -171,14 +275,21 @@ def main(argv: Sequence[str] | None = None) -> str:
           file=sys.stderr)
     done = _finished(argv_i, args.out) if args.resume else None
     results.append(done if done is not None else lm.main(argv_i))
-  text, series = collect(results, args.table)
+  moe = args.table == "moe"
+  text, series = collect_moe(results) if moe else collect(results,
+                                                           args.table)
   out = pathlib.Path(args.out)
   (out / f"table_{args.table}.md").write_text(text + "\n")
+  keys = ("command", "method", "sparsity", "val_bpb", "layer_sparsity")
+  if moe:
+    keys += ("seed", "steps", "experts", "k", "expert_load", "load",
+             "dropped", "active_params", "total_params")
   (out / f"table_{args.table}.json").write_text(json.dumps(
-      [{k: r[k] for k in ("command", "method", "sparsity", "val_bpb",
-                          "layer_sparsity") if k in r} for r in results],
-      indent=1))
-  plot(out / f"table_{args.table}.png", series, args.table)
+      [{k: r[k] for k in keys if k in r} for r in results], indent=1))
+  if moe:
+    plot_moe(out / f"table_{args.table}.png", series)
+  else:
+    plot(out / f"table_{args.table}.png", series, args.table)
   print(text)
   return text
 
