@@ -2,8 +2,11 @@
 """Pallas kernels for sparse compute: block-sparse matmul and grouped matmul.
 
 Every kernel has a pure-XLA reference (the CPU default and the test oracle),
-Pallas TPU / GPU implementations, and an ``ops`` module with the custom VJP and
-the dispatch on ``implementation=None | "xla" | "pallas_tpu" | "pallas_gpu"``.
+Pallas TPU / GPU implementations, an ``ops`` module with the custom VJP only,
+and an ``api`` module with the public function and its argument checks. One
+rule, in ``_dispatch``, chooses the implementation for every kernel from
+``implementation=None | "xla" | "pallas_tpu" | "pallas_gpu"`` and
+``interpret=``.
 """
 
 from pallas_kernels.block_sparse import BlockSparseMatrix

@@ -18,7 +18,7 @@ from _block_sparse_cases import make_case
 from _block_sparse_cases import tolerance
 from pallas_kernels import BlockSparseMatrix
 from pallas_kernels import block_sparse_matmul
-from pallas_kernels.block_sparse import ops
+from pallas_kernels import _dispatch
 from pallas_kernels.block_sparse import reference
 
 
@@ -166,9 +166,9 @@ def test_topology_change_at_fixed_capacity_does_not_recompile():
 
 
 def test_dispatch():
-  assert ops._resolve(None, None) == "xla"  # this CPU host
-  assert ops._resolve(None, True) == "pallas_tpu"
-  assert ops._resolve("pallas_gpu", None) == "pallas_gpu"
+  assert _dispatch.resolve(None, None) == "xla"  # this CPU host
+  assert _dispatch.resolve(None, True) == "pallas_tpu"
+  assert _dispatch.resolve("pallas_gpu", None) == "pallas_gpu"
   case = make_case(0, 2, 2, 2, 2, 2, 1.0)
   with pytest.raises(ValueError, match="implementation"):
     block_sparse_matmul(case["x"], case["wm"], implementation="cuda")

@@ -3,10 +3,11 @@
 
 Modules (megablox layout): ``format`` (the matrix pytree), ``reference`` (the
 XLA path), ``tpu`` (Mosaic TPU Pallas kernels), ``gpu`` (Triton Pallas
-kernels) and ``ops`` (the custom VJP and the dispatch).
+kernels), ``ops`` (the custom VJPs) and ``api`` (the public function and its
+checks); :mod:`pallas_kernels._dispatch` chooses the implementation.
 """
 
 from pallas_kernels.block_sparse.format import BlockSparseMatrix
-from pallas_kernels.block_sparse.ops import block_sparse_matmul
+from pallas_kernels.block_sparse.api import block_sparse_matmul
 
 __all__ = ("BlockSparseMatrix", "block_sparse_matmul")

@@ -5,10 +5,11 @@
 over the active rows: a fused row sum for small batches, a blocked gather
 and dot for larger ones), `gpu` a Triton split-K kernel over the active
 rows (TEAL-style), `tpu` a Mosaic kernel over the active row blocks
-(scalar prefetch), `ops` the public :func:`sparse_input_matmul` with its
-custom VJP and the dispatch.
+(scalar prefetch), `ops` the custom VJP and `api` the public
+:func:`sparse_input_matmul` with its argument checks;
+`pallas_kernels._dispatch` chooses the implementation.
 """
 
-from pallas_kernels.sparse_input.ops import sparse_input_matmul
+from pallas_kernels.sparse_input.api import sparse_input_matmul
 
 __all__ = ("sparse_input_matmul",)
