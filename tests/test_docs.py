@@ -5,7 +5,10 @@
   ``docs/api/*.md`` page (a public submodule counts when it has a page of its
   own, and its own ``__all__`` is then checked too).
 * ``sphinx-build -W`` (warnings are errors) succeeds, offline.
-* Every ``python`` block of ``docs/quickstart.md`` runs, top to bottom.
+* Every ``python`` block of ``docs/quickstart.md`` runs, top to bottom, and
+  so does the landing page's example.
+* The site uses the Furo theme; every image the pages show exists and is
+  small enough to commit (gallery figures are PNGs under 100 KB).
 
 The docstring examples of the library run as doctests through pytest's
 ``--doctest-modules`` (pyproject.toml), so they are not repeated here.
@@ -236,6 +239,32 @@ def test_sphinx_build_warnings_as_errors(tmp_path):
   for page in ["index", "quickstart", "examples", "api/index"] + [
       f"api/{p.stem}" for p in API_PAGES.glob("*.md")]:
     assert (tmp_path / "html" / f"{page}.html").is_file(), page
+  assert "furo" in (tmp_path / "html" / "index.html").read_text()
+
+
+def test_images_exist_and_are_small():
+  shown = set()
+  for page in DOCS.rglob("*.md"):
+    for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text()):
+      path = (page.parent / target).resolve()
+      assert path.is_file(), f"{page.name} shows a missing image {target}"
+      shown.add(path)
+  assert len(shown) >= 2, shown  # the gallery has figures
+  for path in shown:
+    assert path.suffix == ".png", path
+    assert path.stat().st_size < 100_000, (
+        f"{path.name} is {path.stat().st_size} bytes; shrink it (dpi, or a "
+        "palette PNG) below 100 KB")
+
+
+def test_index_example_runs():
+  blocks = _python_blocks((DOCS / "index.md").read_text())
+  assert len(blocks) == 1
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    exec(compile(blocks[0], "index.md", "exec"), {"__name__": "index"})  # pylint: disable=exec-used
+  printed = out.getvalue()
+  assert "hidden/kernel" in printed and "total" in printed
 
 
 def _python_blocks(markdown):
