@@ -16,6 +16,9 @@ from sparsejax import dst
 from sparsejax import masks
 from sparsejax import moe
 from sparsejax._engine import MaskUpdate
+from sparsejax._engine import MaskInit
+from sparsejax._engine import Method
+from sparsejax._engine import sparse_transform
 from sparsejax._engine import SparseState
 from sparsejax._engine import forward_params
 from sparsejax._engine import get_masks
@@ -23,6 +26,7 @@ from sparsejax._rules import Rule
 from sparsejax._specs import LeafSpec
 from sparsejax._specs import leaf_specs
 from sparsejax._mask_schedule import is_mask_update_step
+from sparsejax.dst import dst_ee
 from sparsejax.dst import granet
 from sparsejax.dst import mest
 from sparsejax.dst import rigl
@@ -58,6 +62,9 @@ __all__ = (
     "masks",
     "moe",
     "MaskUpdate",
+    "MaskInit",
+    "Method",
+    "sparse_transform",
     "SparseState",
     "forward_params",
     "get_masks",
@@ -65,6 +72,7 @@ __all__ = (
     "LeafSpec",
     "leaf_specs",
     "is_mask_update_step",
+    "dst_ee",
     "granet",
     "mest",
     "rigl",

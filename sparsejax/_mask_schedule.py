@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from sparsejax import _engine
+from sparsejax import _validate
 from sparsejax import _tree
 
 
@@ -53,7 +54,7 @@ def is_mask_update_step(opt_state: Any, *, update_every: int,
     ...  for s in range(6)]
     [True, False, True, False, False, False]
   """
-  update_every = _engine.check_positive_int(update_every, "update_every")
+  update_every = _validate.check_positive_int(update_every, "update_every")
   if isinstance(opt_state, (int, np.integer)) and not isinstance(
       opt_state, bool):
     count = int(opt_state)

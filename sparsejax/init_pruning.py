@@ -20,6 +20,7 @@ import numpy as np
 
 from sparsejax import _specs
 from sparsejax import _tree
+from sparsejax import _validate
 from sparsejax import masks as _masks
 
 __all__ = (
@@ -47,7 +48,7 @@ def _global_keep(scores: Any, sparsity: Any) -> Any:
 
 def _check(sparsity: Any, params: Any) -> Any:
   # pylint: disable-next=protected-access
-  _masks._check_sparsity(sparsity, "sparsity")
+  _validate.check_fraction(sparsity, "sparsity")
   if params is None:
     raise ValueError("`params` is required.")
   return _tree.unwrap_variables(params)

@@ -21,9 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sparsejax import _blocks
 from sparsejax import _specs
 from sparsejax import _topk
 from sparsejax import _tree
+from sparsejax import _validate
 
 __all__ = (
     "apply",
@@ -128,24 +130,10 @@ def budget(size: int, sparsity_value: Any) -> Any:
     (100, 6906)
   """
   if _tree.is_concrete(sparsity_value):
-    _check_sparsity(sparsity_value, "sparsity", allow_one=True)
+    _validate.check_fraction(sparsity_value, "sparsity", allow_one=True)
     return int(np.round((1.0 - float(sparsity_value)) * size))
   density = 1.0 - jnp.asarray(sparsity_value, jnp.float32)
   return jnp.round(density * size).astype(jnp.int32)
-
-
-def _check_sparsity(value: Any, name: str, *, allow_one: bool = False,
-                    path: str | None = None) -> None:
-  where = f" (leaf '{path}')" if path else ""
-  try:
-    v = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(
-        f"`{name}`{where} must be a number, got {value!r}.") from None
-  upper_ok = v <= 1.0 if allow_one else v < 1.0
-  if not (v >= 0.0 and upper_ok):  # also rejects NaN
-    bound = "[0, 1]" if allow_one else "[0, 1)"
-    raise ValueError(f"`{name}`{where} must be in {bound}, got {v}.")
 
 
 def _per_leaf(value: Any, tree: Any, name: str) -> Any:
@@ -178,84 +166,6 @@ def _in_view(fn, tree: Any, specs: Any, *per_leaf: Any) -> Any:
       values.append(view.expand(_tree.align(v, raw, name="per-leaf values",
                                             check_shapes=False)))
   return view.back(fn(view.to(live), *values))
-
-
-def _dim_specs(x: jax.Array):
-  """Per-dimension mesh axes of an explicitly sharded array, else None."""
-  sharding = getattr(jax.typeof(x), "sharding", None)
-  spec = getattr(sharding, "spec", None)
-  if spec is None or all(e is None for e in spec):
-    return None
-  entries = tuple(spec) + (None,) * (x.ndim - len(spec))
-  return entries, sharding.mesh
-
-
-def _shards(entry, mesh) -> int:
-  if entry is None:
-    return 1
-  names = entry if isinstance(entry, tuple) else (entry,)
-  return int(np.prod([mesh.shape[n] for n in names]))
-
-
-def _split_dim(x: jax.Array, axis: int, factor: int) -> jax.Array:
-  """Reshapes ``axis`` into ``(size // factor, factor)``, keeping sharding."""
-  axis %= x.ndim
-  shape = x.shape[:axis] + (x.shape[axis] // factor, factor) + x.shape[
-      axis + 1:]
-  specs = _dim_specs(x)
-  if specs is None:
-    return x.reshape(shape)
-  entries, mesh = specs
-  if shape[axis] % _shards(entries[axis], mesh):
-    # The sharded dimension cannot stay sharded after the split: gather it.
-    entries = entries[:axis] + (None,) + entries[axis + 1:]
-    x = jax.sharding.reshard(x, jax.P(*entries))
-  out = entries[:axis] + (entries[axis], None) + entries[axis + 1:]
-  return jax.lax.reshape(x, shape, out_sharding=jax.P(*out))
-
-
-def _merge_dims(x: jax.Array, axis: int) -> jax.Array:
-  """Merges ``axis`` and ``axis + 1`` (the inverse of :func:`_split_dim`)."""
-  axis %= x.ndim
-  shape = x.shape[:axis] + (x.shape[axis] * x.shape[axis + 1],) + x.shape[
-      axis + 2:]
-  specs = _dim_specs(x)
-  if specs is None:
-    return x.reshape(shape)
-  entries, mesh = specs
-  if entries[axis + 1] is not None:
-    entries = entries[:axis + 1] + (None,) + entries[axis + 2:]
-    x = jax.sharding.reshard(x, jax.P(*entries))
-  out = entries[:axis] + (entries[axis],) + entries[axis + 2:]
-  return jax.lax.reshape(x, shape, out_sharding=jax.P(*out))
-
-
-def _with_sharding_of(out: jax.Array, x: jax.Array) -> jax.Array:
-  """Gives ``out`` the explicit sharding of ``x`` if a reshape dropped it."""
-  specs = _dim_specs(x)
-  if specs is None or _dim_specs(out) == specs:
-    return out
-  return jax.sharding.reshard(out, jax.P(*specs[0]))
-
-
-def _block_sum(x: jax.Array, block_shape: Sequence[int], path: str):
-  """Sums ``x`` over blocks of its last two dimensions."""
-  bm, bn = block_shape
-  if x.ndim < 2 or x.shape[-2] % bm or x.shape[-1] % bn:
-    raise ValueError(
-        f"`block_shape` {tuple(block_shape)} does not divide the last two "
-        f"dimensions of leaf '{path}' with shape {tuple(x.shape)}.")
-  blocks = _split_dim(_split_dim(x, -1, bn), -3, bm)
-  return blocks.sum(axis=(-3, -1))
-
-
-def _expand_blocks(grid: jax.Array, block_shape: Sequence[int]) -> jax.Array:
-  bm, bn = block_shape
-  lead = grid.shape[:-2]
-  gm, gn = grid.shape[-2:]
-  tiles = jnp.broadcast_to(grid[..., :, None, :, None],
-                           lead + (gm, bm, gn, bn))
-  return _merge_dims(_merge_dims(tiles, -2), -3)
 
 
 def _select_one(scores: jax.Array, k: Any) -> jax.Array:
@@ -332,7 +242,8 @@ def topk(
 
   def grid(path, x):
     x = jnp.asarray(x)
-    return x if block_shape is None else _block_sum(x, block_shape, path)
+    return (x if block_shape is None
+            else _blocks.block_sum(x, block_shape, path))
 
   if scope == "global":
     live = [(i, p, grid(p, x)) for i, (p, x) in enumerate(paths_leaves)
@@ -349,7 +260,7 @@ def topk(
     kept = [_select_one(g, _units(p, kk, int(np.size(g)), block))
             for _, p, g, kk in live]
   if block_shape is not None:
-    kept = [_with_sharding_of(_expand_blocks(m, block_shape),
+    kept = [_blocks.with_sharding_of(_blocks.expand_blocks(m, block_shape),
                               jnp.asarray(paths_leaves[entry[0]][1]))
             for m, entry in zip(kept, live, strict=True)]
   by_index = dict(zip([entry[0] for entry in live], kept, strict=True))
@@ -380,7 +291,7 @@ def _budgets(tree: Any, sparsity_value: Any, *, block: int = 1) -> Any:
     if x is None or s is None:
       return None
     if _tree.is_concrete(s):
-      _check_sparsity(s, "sparsity", allow_one=True, path=path)
+      _validate.check_fraction(s, "sparsity", allow_one=True, path=path)
     units = int(np.size(x)) // block
     return budget(units, s) * block
 
@@ -439,7 +350,7 @@ def magnitude(
     if not _tree.is_concrete(sparsity) or np.ndim(sparsity) == 0:
       total = sum(int(np.size(x)) for x in jax.tree.leaves(params)) // block
       if _tree.is_concrete(sparsity):
-        _check_sparsity(sparsity, "sparsity", allow_one=True)
+        _validate.check_fraction(sparsity, "sparsity", allow_one=True)
       k = budget(total, sparsity) * block
       return topk(scores, k, scope="global", block_shape=block_shape)
     raise ValueError("`sparsity` must be a single number with "
@@ -549,7 +460,7 @@ def n_m(x: Any, n: int, m: int, *, axis: int = -2,
           f"`m`={m} does not divide axis {axis} (size {leaf.shape[ax]}) of "
           f"leaf '{path}' with shape {tuple(leaf.shape)}.")
     mag = jnp.moveaxis(jnp.abs(leaf).astype(jnp.float32), ax, -1)
-    groups = _split_dim(mag, -1, m)
+    groups = _blocks.split_dim(mag, -1, m)
     a = groups[..., :, None]   # entry i
     b = groups[..., None, :]   # entry j
     i = jnp.arange(m)[:, None]
@@ -557,8 +468,8 @@ def n_m(x: Any, n: int, m: int, *, axis: int = -2,
     # Rank of entry i in its group: entries strictly larger, or equal and
     # earlier. Exactly n entries have rank < n.
     rank = jnp.sum((b > a) | ((b == a) & (j < i)), axis=-1)
-    keep = jnp.moveaxis(_merge_dims(rank < n, -2), -1, ax)
-    return _with_sharding_of(keep, leaf)
+    keep = jnp.moveaxis(_blocks.merge_dims(rank < n, -2), -1, ax)
+    return _blocks.with_sharding_of(keep, leaf)
 
   return _tree.map_with_path(one, x)
 
@@ -622,5 +533,6 @@ def block_grid(masks: Any, block_shape: Sequence[int]) -> Any:
   """
   return _tree.map_with_path(
       lambda path, m: None if m is None else
-      _block_sum(jnp.asarray(m).astype(jnp.int32), block_shape, path) > 0,
+      _blocks.block_sum(jnp.asarray(m).astype(jnp.int32), block_shape,
+                        path) > 0,
       masks)

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import _engine
+from sparsejax import _method
 from sparsejax import _tree
+from sparsejax import _validate
 from sparsejax import masks as _masks
 
 __all__ = ("movement_pruning",)
@@ -128,15 +130,12 @@ def movement_pruning(
     if distribution != "uniform":
       raise ValueError("`distribution` is for the hard variant only.")
   else:
-    _engine.check_sparsity_arg(sparsity, allow_none=False)
+    _validate.check_sparsity(sparsity)
 
-  def init_masks(key, params, budgets, block_shape):
-    del key, block_shape
-    return jax.tree.map(
-        lambda p, b: None if b is None else jnp.ones_like(p, dtype=jnp.bool_),
-        params, budgets, is_leaf=_tree.is_none)
+  def init(i: _method.MaskInit):
+    return _method.all_kept(i), _zeros_scores(i.params, i.sparse_rule)
 
-  def accumulate(scores, grads, params, masks):
+  def accumulate(grads, params, masks, scores):
     del masks
 
     def one(s, g, w):
@@ -148,9 +147,10 @@ def movement_pruning(
       sig = jax.nn.sigmoid(s)
       return s - score_lr * (step + penalty * sig * (1.0 - sig))
 
-    return jax.tree.map(one, scores, grads, params, is_leaf=_tree.is_none)
+    return grads, jax.tree.map(one, scores, grads, params,
+                               is_leaf=_tree.is_none)
 
-  def update_masks(u: _engine.MaskUpdate):
+  def update_masks(u: _method.MaskUpdate):
     if variant == "soft":
       masks = jax.tree.map(
           lambda m, s: None if m is None else
@@ -169,10 +169,9 @@ def movement_pruning(
   if variant == "hard" and end is None and not callable(sparsity) and (
       _tree.is_concrete(sparsity)):
     end = begin_step
-  return _engine.sparse_wrapper(
-      inner, sparsity=0.0 if variant == "soft" else sparsity,
+  method = _method.Method(profile=_method.PRUNE, init=init,
+                          update=update_masks, before_step=accumulate)
+  return _engine.sparse_transform(
+      inner, method, sparsity=0.0 if variant == "soft" else sparsity,
       distribution=distribution, where=where, specs=specs, seed=seed,
-      update_every=update_every, begin_step=begin_step, end_step=end,
-      init_masks=init_masks, update_masks=update_masks,
-      init_method_state=_zeros_scores,
-      accumulate=accumulate, reset_grown_slots=False)
+      update_every=update_every, begin_step=begin_step, end_step=end)

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import _engine
+from sparsejax import _method
 from sparsejax import _tree
+from sparsejax import _validate
 from sparsejax import masks as _masks
 
 __all__ = (
@@ -24,19 +26,8 @@ __all__ = (
 )
 
 
-def _dense_masks(key, params, budgets, block_shape):
-  del key, block_shape
-  return jax.tree.map(
-      lambda p, b: None if b is None else jnp.ones_like(p, dtype=jnp.bool_),
-      params, budgets, is_leaf=_tree.is_none)
-
-
-def _random_masks(key, params, budgets, block_shape):
-  """Exactly ``budget`` entries (or whole blocks) chosen at random per leaf."""
-  live = jax.tree.map(lambda p, b: None if b is None else p, params, budgets,
-                      is_leaf=_tree.is_none)
-  scores = optax.tree.random_like(key, live, sampler=jax.random.uniform)
-  return _masks.topk(scores, budgets, block_shape=block_shape)
+def _all_kept_init(i: _method.MaskInit):
+  return _method.all_kept(i), ()
 
 
 def static_sparse(
@@ -114,25 +105,25 @@ def static_sparse(
                           _tree.align(given, params, name="masks"),
                           is_leaf=_tree.is_none)
 
-    def init_masks(key, params, budgets, block_shape):
-      del key, budgets, block_shape
-      return _tree.align(given, params, name="masks")
+    def init(i: _method.MaskInit):
+      # Given per entry of the params as the user wrote them (element units).
+      return _tree.align(given, i.params, name="masks"), ()
 
-    return _engine.sparse_wrapper(
-        inner, sparsity=None, distribution=given_distribution, where=where,
-        specs=specs,
-        seed=seed, update_every=1, init_masks=init_masks, update_masks=None)
+    return _engine.sparse_transform(
+        inner, _method.Method(profile=_method.PRUNE, init=init),
+        sparsity=None, distribution=given_distribution, where=where,
+        specs=specs, seed=seed)
   if callable(sparsity):
     raise ValueError(
         "`sparsity` of static_sparse must be a float; use magnitude_pruning or "
         "random_pruning for a schedule.")
   if sparsity is None and not callable(distribution):
     raise ValueError("static_sparse needs `sparsity` or `masks`.")
-  _engine.check_sparsity_arg(sparsity, allow_none=callable(distribution))
-  return _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=1, init_masks=_random_masks, update_masks=None)
+  _validate.check_sparsity(sparsity, allow_none=callable(distribution))
+  return _engine.sparse_transform(
+      inner, _method.Method(profile=_method.PRUNE, init=_method.random_init),
+      sparsity=sparsity, distribution=distribution, where=where,
+      specs=specs, seed=seed)
 
 
 def _end_step(sparsity: Any, begin_step: int, end_step: int | None):
@@ -221,34 +212,29 @@ def magnitude_pruning(
     Zhu & Gupta, `To prune, or not to prune: exploring the efficacy of pruning
     for model compression <https://arxiv.org/abs/1710.01878>`_, 2017
   """
-  _engine.check_sparsity_arg(sparsity, allow_none=False)
-  if scope not in ("layer", "global"):
-    raise ValueError(f"`scope` must be 'layer' or 'global', got {scope!r}.")
+  _validate.check_sparsity(sparsity)
+  _validate.check_choice(scope, "scope", ("layer", "global"))
   if scope == "global" and distribution != "uniform":
     raise ValueError(
         "`distribution` must be 'uniform' with scope='global': the single "
         "threshold decides the per-leaf budgets.")
 
-  def update_masks(u: _engine.MaskUpdate):
-    scores = jax.tree.map(
-        lambda p, b: None if b is None else jnp.abs(p), u.params, u.budgets,
-        is_leaf=_tree.is_none)
+  def update_masks(u: _method.MaskUpdate):
+    scores = _method.pooled(u, jax.tree.map(jnp.abs, u.params))
     if scope == "global":
-      block = 1 if u.block_shape is None else u.block_shape[0] * u.block_shape[1]
-      units = sum(x.size for x in jax.tree.leaves(scores)) // block
-      total = _masks.budget(units, u.sparsity) * block
-      return _masks.topk(scores, total, scope="global",
-                         block_shape=u.block_shape), u.method_state
-    return _masks.topk(scores, u.budgets,
-                       block_shape=u.block_shape), u.method_state
+      units = sum(x.size for x in jax.tree.leaves(scores))
+      return _masks.topk(scores, _masks.budget(units, u.sparsity),
+                         scope="global"), u.method_state
+    return _masks.topk(scores, u.budgets), u.method_state
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, begin_step=begin_step,
+  method = _method.Method(profile=_method.PRUNE, init=_all_kept_init,
+                          update=update_masks)
+  return _engine.sparse_transform(
+      inner, method, sparsity=sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every,
+      begin_step=begin_step,
       end_step=_end_step(sparsity, begin_step, end_step),
-      init_masks=_dense_masks, update_masks=update_masks,
-      reset_grown_slots=False, granularity=granularity)
+      granularity=granularity)
 
 
 def random_pruning(
@@ -305,24 +291,23 @@ def random_pruning(
     Liu et al, `The Unreasonable Effectiveness of Random Pruning
     <https://arxiv.org/abs/2202.02643>`_, 2022
   """
-  _engine.check_sparsity_arg(sparsity, allow_none=False)
+  _validate.check_sparsity(sparsity)
 
-  def update_masks(u: _engine.MaskUpdate):
-    live = jax.tree.map(lambda p, b: None if b is None else p, u.params,
-                        u.budgets, is_leaf=_tree.is_none)
-    noise = optax.tree.random_like(u.key, live, sampler=jax.random.uniform)
-    # Kept entries score in [1, 2), pruned ones in [0, 1): a random subset of
-    # the survivors.
+  def update_masks(u: _method.MaskUpdate):
+    # A unit of n entries scores n for being kept plus the sum of n uniform
+    # draws in [0, 1): a random subset of the survivors.
     scores = jax.tree.map(
-        lambda r, m: None if r is None else r + m.astype(r.dtype), noise,
-        u.masks, is_leaf=_tree.is_none)
-    return _masks.topk(scores, u.budgets,
-                       block_shape=u.block_shape), u.method_state
+        lambda r, m, n: None if r is None else r + n * m.astype(r.dtype),
+        _method.random_scores(u.key, u), u.masks,
+        _method.pooled(u, jax.tree.map(jnp.ones_like, u.params)),
+        is_leaf=_tree.is_none)
+    return _masks.topk(scores, u.budgets), u.method_state
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, begin_step=begin_step,
+  method = _method.Method(profile=_method.PRUNE, init=_all_kept_init,
+                          update=update_masks)
+  return _engine.sparse_transform(
+      inner, method, sparsity=sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every,
+      begin_step=begin_step,
       end_step=_end_step(sparsity, begin_step, end_step),
-      init_masks=_dense_masks, update_masks=update_masks,
-      reset_grown_slots=False, granularity=granularity)
+      granularity=granularity)

@@ -18,7 +18,9 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import _engine
+from sparsejax import _method
 from sparsejax import _tree
+from sparsejax import _validate
 from sparsejax import distributions as _distributions
 from sparsejax import masks as _masks
 
@@ -115,23 +117,21 @@ def ste(
     Neurons for Conditional Computation <https://arxiv.org/abs/1308.3432>`_,
     2013
   """
-  _engine.check_sparsity_arg(sparsity, allow_none=False)
+  _validate.check_sparsity(sparsity)
   _check_scope(scope, distribution)
 
-  def init_masks(key, params, budgets, block_shape):
-    del key, block_shape
-    return _magnitude_masks(params, budgets, scope)
+  def init(i: _method.MaskInit):
+    return _magnitude_masks(i.params, i.budgets, scope), ()
 
-  def update_masks(u: _engine.MaskUpdate):
+  def update_masks(u: _method.MaskUpdate):
     return _magnitude_masks(u.params, u.budgets, scope), u.method_state
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, begin_step=begin_step,
-      end_step=end_step, init_masks=init_masks, update_masks=update_masks,
-      mask_gradients=False, reset_grown_slots=False, exact_zero=False,
-      update_after_inner=True)
+  method = _method.Method(profile=_method.STRAIGHT_THROUGH, init=init,
+                          update=update_masks)
+  return _engine.sparse_transform(
+      inner, method, sparsity=sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every,
+      begin_step=begin_step, end_step=end_step)
 
 
 def top_kast(
@@ -206,7 +206,7 @@ def top_kast(
     if callable(value):
       raise ValueError(f"`{name}` must be a float, got a callable.")
     if _tree.is_concrete(value):  # else traced by optax.inject_hyperparams
-      _masks._check_sparsity(value, name)  # pylint: disable=protected-access
+      _validate.check_fraction(value, name)
   if _tree.is_concrete(forward_sparsity) and _tree.is_concrete(
       backward_sparsity) and backward_sparsity > forward_sparsity:
     raise ValueError(
@@ -226,18 +226,15 @@ def top_kast(
         _engine.leaf_sparsities(dist, params), params, None)
     return _masks.topk(_live(params, budgets), budgets)
 
-  def init_masks(key, params, budgets, block_shape):
-    del key, block_shape
-    return _masks.topk(_live(params, budgets), budgets)
+  def init(i: _method.MaskInit):
+    return (_masks.topk(_live(i.params, i.budgets), i.budgets),
+            backward_set(i.params, i.sparse_rule))
 
-  def init_method_state(params, sparse_rule):
-    return backward_set(_tree.unwrap_variables(params), sparse_rule)
-
-  def update_masks(u: _engine.MaskUpdate):
+  def update_masks(u: _method.MaskUpdate):
     return (_masks.topk(_live(u.params, u.budgets), u.budgets),
-            backward_set(u.params, _engine.budgeted_rule(u.budgets)))
+            backward_set(u.params, _method.budgeted_rule(u.budgets)))
 
-  def transform_grads(grads, params, masks, backward):
+  def penalised(grads, params, masks, backward):
     def one(g, p, a, b):
       if a is None:
         return g
@@ -248,15 +245,13 @@ def top_kast(
       return jnp.where(b, g, jnp.zeros_like(g))
 
     return jax.tree.map(one, grads, params, masks, backward,
-                        is_leaf=_tree.is_none)
+                        is_leaf=_tree.is_none), backward
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=forward_sparsity, distribution=distribution,
-      where=where, specs=specs, seed=seed, update_every=update_every,
-      init_masks=init_masks, update_masks=update_masks,
-      init_method_state=init_method_state, transform_grads=transform_grads,
-      mask_gradients=False, reset_grown_slots=False, exact_zero=False,
-      update_after_inner=True)
+  method = _method.Method(profile=_method.STRAIGHT_THROUGH, init=init,
+                          update=update_masks, before_step=penalised)
+  return _engine.sparse_transform(
+      inner, method, sparsity=forward_sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every)
 
 
 def nm_sparse(
@@ -345,24 +340,21 @@ def nm_sparse(
   def n_m_masks(params, budgets):
     return _masks.n_m(_live(params, budgets), n, m, axis=axis)
 
-  def init_masks(key, params, budgets, block_shape):
-    del key, block_shape
-    return n_m_masks(params, budgets)
+  def init(i: _method.MaskInit):
+    return n_m_masks(i.params, i.budgets), ()
 
-  def update_masks(u: _engine.MaskUpdate):
+  def update_masks(u: _method.MaskUpdate):
     return n_m_masks(u.params, u.budgets), u.method_state
 
-  def transform_grads(grads, params, masks, method_state):
-    del method_state
+  def sr_ste_decay(grads, params, masks, method_state):
     return jax.tree.map(
         lambda g, p, k: g if k is None else
         g + (sr_ste * jnp.where(k, 0, p)).astype(g.dtype),
-        grads, params, masks, is_leaf=_tree.is_none)
+        grads, params, masks, is_leaf=_tree.is_none), method_state
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=1.0 - n / m, distribution="uniform", where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, init_masks=init_masks,
-      update_masks=update_masks, transform_grads=transform_grads,
-      pruned_scale=decay, mask_gradients=False, reset_grown_slots=False,
-      exact_zero=False, update_after_inner=True)
+  method = _method.Method(profile=_method.STRAIGHT_THROUGH, init=init,
+                          update=update_masks, before_step=sr_ste_decay,
+                          pruned_scale=decay)
+  return _engine.sparse_transform(
+      inner, method, sparsity=1.0 - n / m, distribution="uniform",
+      where=where, specs=specs, seed=seed, update_every=update_every)

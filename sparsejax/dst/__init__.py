@@ -7,6 +7,8 @@ pruned weights stay exactly zero, and every method accepts element or block
 granularity.
 """
 
+from sparsejax.dst._dst_ee import DstEEState
+from sparsejax.dst._dst_ee import dst_ee
 from sparsejax.dst._granet import granet
 from sparsejax.dst._mest import mest
 from sparsejax.dst._mest import mest_mutation_schedule
@@ -19,6 +21,8 @@ from sparsejax.dst._snfs import snfs
 from sparsejax.dst._srigl import srigl
 
 __all__ = (
+    "DstEEState",
+    "dst_ee",
     "granet",
     "mest",
     "mest_mutation_schedule",

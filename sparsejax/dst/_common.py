@@ -1,11 +1,10 @@
 # Copyright 2026 The sparsejax Authors. Licensed under the Apache License 2.0.
 """Drop-and-grow building blocks shared by the dynamic sparse methods.
 
-Every method works on a leaf's *grid*: the leaf itself with element
-granularity, or the per-block sums of its last two dimensions with a block
-shape ``(bm, bn)``. Counts (``nnz``, how many to drop) are then in grid units
-(entries or whole blocks) and the selected grid is expanded back, so block
-granularity keeps whole blocks without any method-specific code.
+Every method works in units (:mod:`sparsejax._method`): the engine gives it
+masks and budgets per unit (an entry, or a whole block with block
+granularity) and ``u.pool`` to sum scores per unit, so counts (``nnz``, how
+many to drop) are in units and no method contains block code.
 """
 
 import math
@@ -14,12 +13,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from jax import lax
 
+from sparsejax import _method
 from sparsejax import _topk
-from sparsejax import _tree
 from sparsejax import masks as _masks
 
 NEG_INF = -jnp.inf
@@ -39,27 +36,6 @@ def ceil_count(fraction: Any, n: Any) -> jax.Array:
   """``ceil(fraction * n)`` as int32, tolerant to float32 rounding."""
   x = jnp.asarray(fraction, jnp.float32) * jnp.asarray(n, jnp.float32)
   return jnp.ceil(x - _EPS).astype(jnp.int32)
-
-
-def to_grid(x: jax.Array, block_shape: tuple[int, int] | None) -> jax.Array:
-  """Per-block sums of ``x`` (``x`` itself with element granularity)."""
-  if block_shape is None:
-    return x
-  return _masks._block_sum(x, block_shape, "")  # pylint: disable=protected-access
-
-
-def from_grid(g: jax.Array, block_shape: tuple[int, int] | None) -> jax.Array:
-  """Expands a grid mask back to the leaf's shape."""
-  if block_shape is None:
-    return g
-  return _masks._expand_blocks(g, block_shape)  # pylint: disable=protected-access
-
-
-def grid_mask(mask: jax.Array, block_shape: tuple[int, int] | None):
-  """The active units of a leaf's mask (a block is active as a whole)."""
-  if block_shape is None:
-    return mask
-  return to_grid(mask.astype(jnp.float32), block_shape) > 0
 
 
 def count(mask: jax.Array) -> jax.Array:
@@ -84,6 +60,29 @@ def keep_and_grow(active, drop_score, grow_score, n_keep, n_grow):
   kept = topk1(jnp.where(active, drop_score, NEG_INF), n_keep)
   grown = topk1(jnp.where(kept, NEG_INF, grow_score), n_grow)
   return kept, grown
+
+
+def drop_and_grow(u: _method.MaskUpdate, drop_scores: Any,
+                  grow_scores: Any, fraction: Any) -> Any:
+  """Per sparse leaf: drop ``floor(fraction * nnz)`` units, grow as many.
+
+  The kept units are the ``nnz - n`` active ones of highest drop score; the
+  grown ones the ``n`` of highest grow score among those not kept (RigL's
+  rule; MEST's with its own scores).
+  """
+  def one(budget, active, drop, grow):
+    del budget
+    nnz = count(active)
+    n = floor_count(fraction, nnz)
+    kept, grown = keep_and_grow(active, drop, grow, nnz - n, n)
+    return kept | grown
+  return _method.map_sparse(u, one, u.masks, drop_scores, grow_scores)
+
+
+def check_grow_init(grow_init: Any) -> None:
+  if grow_init != "zeros":
+    raise ValueError(
+        f"`grow_init` must be 'zeros' (RigL's default), got {grow_init!r}.")
 
 
 def cosine_drop_fraction(alpha: float, begin_step: int,
@@ -111,102 +110,8 @@ def cosine_annealing(start: float, end: float,
   return schedule
 
 
-def check_fraction(value: Any, name: str, *, allow_one: bool = False) -> None:
-  """A float in ``[0, 1)`` (``[0, 1]`` with ``allow_one``) or a schedule."""
-  if callable(value) or not _tree.is_concrete(value):
-    return
-  try:
-    v = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(
-        f"`{name}` must be a float or an optax schedule, got {value!r}."
-    ) from None
-  hi_ok = v <= 1.0 if allow_one else v < 1.0
-  if not (v >= 0.0 and hi_ok):
-    bound = "]" if allow_one else ")"
-    raise ValueError(f"`{name}` must be in [0, 1{bound}, got {v}.")
-
-
 def as_schedule(value: Any) -> Callable[[Any], Any]:
   return value if callable(value) else (lambda step: value)
-
-
-def check_end_step(end_step: Any, begin_step: int = 0) -> int:
-  if isinstance(end_step, bool) or not isinstance(end_step,
-                                                  (int, np.integer)):
-    raise ValueError(f"`end_step` must be an int, got {end_step!r}.")
-  if end_step <= begin_step:
-    raise ValueError(
-        f"`end_step` ({end_step}) must be greater than `begin_step` "
-        f"({begin_step}).")
-  return int(end_step)
-
-
-def check_float_sparsity(sparsity: Any, method: str) -> None:
-  if callable(sparsity):
-    raise ValueError(
-        f"`sparsity` of {method} must be a float: drop-and-grow keeps each "
-        "leaf's number of nonzeros.")
-
-
-def check_grow_init(grow_init: Any) -> None:
-  if grow_init != "zeros":
-    raise ValueError(
-        f"`grow_init` must be 'zeros' (RigL's default), got {grow_init!r}.")
-
-
-def sparse_items(u, *trees):
-  """``(index, budget, leaf, *leaves)`` for every sparse leaf of ``u``."""
-  budgets = jax.tree.leaves(u.budgets, is_leaf=_tree.is_none)
-  flat = [jax.tree.leaves(t, is_leaf=_tree.is_none) for t in trees]
-  return [(i, b, *(f[i] for f in flat)) for i, b in enumerate(budgets)
-          if b is not None]
-
-
-def rebuild(u, new_by_index: dict[int, jax.Array]) -> Any:
-  """The masks of ``u`` with the leaves of ``new_by_index`` replaced."""
-  leaves, treedef = jax.tree.flatten(u.masks, is_leaf=_tree.is_none)
-  return jax.tree.unflatten(
-      treedef, [new_by_index.get(i, m) for i, m in enumerate(leaves)])
-
-
-def random_scores(key: jax.Array, u) -> Any:
-  """Uniform random scores shaped like the sparse leaves (sharding kept)."""
-  live = jax.tree.map(lambda p, b: None if b is None else p, u.params,
-                      u.budgets, is_leaf=_tree.is_none)
-  return optax.tree.random_like(key, live, sampler=jax.random.uniform)
-
-
-def rigl_like_update(u, drop_scores: Any, grow_scores: Any,
-                     drop_fraction: Any, *, ceil: bool = False) -> Any:
-  """Per leaf: drop ``fraction * nnz`` by ``drop_scores``, grow as many.
-
-  ``nnz`` and the count are in grid units; ``floor`` (RigL) or ``ceil``
-  (SNFS / GraNet) rounding.
-  """
-  bs = u.block_shape
-  out = {}
-  for i, _, m, ds, gs in sparse_items(u, u.masks, drop_scores, grow_scores):
-    active = grid_mask(m, bs)
-    nnz = count(active)
-    n = (ceil_count if ceil else floor_count)(drop_fraction, nnz)
-    kept, grown = keep_and_grow(active, to_grid(ds, bs), to_grid(gs, bs),
-                                nnz - n, n)
-    out[i] = from_grid(kept | grown, bs)
-  return rebuild(u, out)
-
-
-def abs_tree(tree: Any, u) -> Any:
-  return jax.tree.map(lambda x, b: None if b is None else jnp.abs(x), tree,
-                      u.budgets, is_leaf=_tree.is_none)
-
-
-def random_init_masks(key, params, budgets, block_shape):
-  """Exactly ``budget`` random entries (or whole blocks) per sparse leaf."""
-  live = jax.tree.map(lambda p, b: None if b is None else p, params, budgets,
-                      is_leaf=_tree.is_none)
-  scores = optax.tree.random_like(key, live, sampler=jax.random.uniform)
-  return _masks.topk(scores, budgets, block_shape=block_shape)
 
 
 def topk_columns(scores: jax.Array, k: jax.Array) -> jax.Array:

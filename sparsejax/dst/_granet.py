@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import _engine
+from sparsejax import _method
+from sparsejax import _validate
 from sparsejax import masks as _masks
 from sparsejax.dst import _common
 
@@ -99,18 +101,17 @@ def granet(
     Liu et al, `Sparse Training via Boosting Pruning Plasticity with
     Neuroregeneration <https://arxiv.org/abs/2106.10404>`_, 2021
   """
-  _common.check_float_sparsity(sparsity, "granet")
-  total_steps = _engine.check_positive_int(total_steps, "total_steps")
-  update_every = _engine.check_positive_int(update_every, "update_every")
-  if not 0.0 < init_density <= 1.0:
-    raise ValueError(f"`init_density` must be in (0, 1], got {init_density}.")
+  _validate.check_sparsity(sparsity, allow_schedule=False)
+  total_steps = _validate.check_positive_int(total_steps, "total_steps")
+  update_every = _validate.check_positive_int(update_every, "update_every")
+  _validate.check_fraction(init_density, "init_density", allow_zero=False,
+                           allow_one=True)
   if prune_end is None:
     prune_end = int(total_steps * 110 / 160)
   if prune_end <= prune_begin:
     raise ValueError(
         f"`prune_end` ({prune_end}) must be greater than `prune_begin` "
         f"({prune_begin}).")
-  _engine.check_sparsity_arg(sparsity, allow_none=False)
   if 1.0 - init_density > sparsity:
     raise ValueError(
         f"`init_density` {init_density} is sparser than the final "
@@ -124,40 +125,35 @@ def granet(
       transition_steps=prune_end - prune_begin, transition_begin=prune_begin)
   rate_at = _common.cosine_annealing(prune_rate, prune_rate_min, total_steps)
 
-  def update_masks(u: _engine.MaskUpdate):
-    bs = u.block_shape
-    items = _common.sparse_items(u, u.masks, u.params)
+  def update_masks(u: _method.MaskUpdate):
+    items = _method.sparse_items(
+        u, u.masks, _method.pooled(u, jax.tree.map(jnp.abs, u.params)),
+        _method.pooled(u, jax.tree.map(jnp.abs, u.grads)))
     if not items:
       return u.masks, u.method_state
-    active = [_common.grid_mask(m, bs) for _, _, m, _ in items]
-    weight = [jnp.abs(_common.to_grid(p, bs)) for *_, p in items]
     # 1. Global magnitude pruning to the scheduled overall sparsity.
-    units = sum(a.size for a in active)
+    units = sum(m.size for _, _, m, _, _ in items)
     keep_total = jnp.minimum(_masks.budget(units, target(u.count)),
-                             sum(_common.count(a) for a in active))
-    pruned = _masks.topk(
-        [jnp.where(a, w, _common.NEG_INF) for a, w in zip(active, weight,
-                                                          strict=True)],
-        keep_total, scope="global")
-    pruned = [jnp.where(u.count <= prune_end, pm, a)
-              for pm, a in zip(pruned, active, strict=True)]
+                             sum(_common.count(m) for _, _, m, _, _ in items))
+    pruned = _masks.topk([jnp.where(m, w, _common.NEG_INF)
+                          for _, _, m, w, _ in items], keep_total,
+                         scope="global")
     # 2. Regeneration: drop ceil(r * nnz) by |w|, grow as many by |grad|.
     rate = rate_at(u.count)
-    grads = _common.sparse_items(u, u.grads)
     out = {}
-    for (i, *_r), a, w, (_, _, g) in zip(items, pruned, weight, grads,
-                                         strict=True):
+    for (i, _, m, w, g), a in zip(items, pruned, strict=True):
+      a = jnp.where(u.count <= prune_end, a, m)
       nnz = _common.count(a)
       n = _common.ceil_count(rate, nnz)
-      kept, grown = _common.keep_and_grow(
-          a, w, jnp.abs(_common.to_grid(g, bs)), nnz - n, n)
-      out[i] = _common.from_grid(kept | grown, bs)
-    return _common.rebuild(u, out), u.method_state
+      kept, grown = _common.keep_and_grow(a, w, g, nnz - n, n)
+      out[i] = kept | grown
+    return _method.rebuild(u, out), u.method_state
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=1.0 - init_density, distribution=distribution,
+  method = _method.Method(
+      profile=_method.INNER_FIRST, init=_method.random_init,
+      update=update_masks, reset_grown_slots=True)
+  return _engine.sparse_transform(
+      inner, method, sparsity=1.0 - init_density, distribution=distribution,
       where=where, specs=specs, seed=seed, update_every=update_every,
       begin_step=prune_begin + update_every, end_step=total_steps,
-      init_masks=_common.random_init_masks, update_masks=update_masks,
-      update_after_inner=True, reset_grown_slots=True,
       granularity=granularity)

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import _engine
+from sparsejax import _method
+from sparsejax import _validate
 from sparsejax.dst import _common
 
 
@@ -99,39 +101,29 @@ def mest(
     Yuan et al, `MEST: Accurate and Fast Memory-Economic Sparse Training
     Framework on the Edge <https://arxiv.org/abs/2110.14032>`_, 2021
   """
-  _common.check_float_sparsity(sparsity, "mest")
-  update_every = _engine.check_positive_int(update_every, "update_every")
-  total_steps = _engine.check_positive_int(total_steps, "total_steps")
+  _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
+  update_every = _validate.check_positive_int(update_every, "update_every")
+  total_steps = _validate.check_positive_int(total_steps, "total_steps")
   if mutation_rate is None:
     mutation_rate = mest_mutation_schedule(total_steps)
-  _common.check_fraction(mutation_rate, "mutation_rate", allow_one=True)
+  _validate.check_fraction(mutation_rate, "mutation_rate", allow_one=True,
+                           allow_schedule=True)
   if not grad_weight >= 0.0:
     raise ValueError(f"`grad_weight` must be >= 0, got {grad_weight}.")
   schedule = _common.as_schedule(mutation_rate)
 
-  def update_masks(u: _engine.MaskUpdate):
-    rate = schedule(u.count)
-    bs = u.block_shape
-    noise = _common.random_scores(u.key, u)
-    out = {}
-    for i, _, m, p, g, r in _common.sparse_items(u, u.masks, u.params,
-                                                 u.grads, noise):
-      active = _common.grid_mask(m, bs)
-      nnz = _common.count(active)
-      score = jnp.abs(_common.to_grid(p, bs))
-      if grad_weight:
-        score = score + grad_weight * jnp.abs(_common.to_grid(g, bs))
-      n = _common.floor_count(rate, nnz)
-      kept, grown = _common.keep_and_grow(active, score,
-                                          _common.to_grid(r, bs), nnz - n, n)
-      out[i] = _common.from_grid(kept | grown, bs)
-    return _common.rebuild(u, out), u.method_state
+  def update_masks(u: _method.MaskUpdate):
+    score = jax.tree.map(jnp.abs, _method.pooled(u, u.params))
+    if grad_weight:
+      score = jax.tree.map(lambda w, g: w + grad_weight * jnp.abs(g), score,
+                           _method.pooled(u, u.grads))
+    return _common.drop_and_grow(u, score, _method.random_scores(u.key, u),
+                                 schedule(u.count)), u.method_state
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, begin_step=begin_step,
-      end_step=total_steps, init_masks=_common.random_init_masks,
-      update_masks=update_masks, update_after_inner=True,
-      reset_grown_slots=True,
-      granularity=granularity)
+  method = _method.Method(
+      profile=_method.INNER_FIRST, init=_method.random_init,
+      update=update_masks, reset_grown_slots=True)
+  return _engine.sparse_transform(
+      inner, method, sparsity=sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every,
+      begin_step=begin_step, end_step=total_steps, granularity=granularity)

@@ -5,9 +5,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from sparsejax import _engine
+from sparsejax import _method
+from sparsejax import _validate
 from sparsejax.dst import _common
 
 
@@ -99,9 +102,10 @@ def rigl(
     Evci et al, `Rigging the Lottery: Making All Tickets Winners
     <https://arxiv.org/abs/1911.11134>`_, 2020
   """
-  _common.check_float_sparsity(sparsity, "rigl")
-  end_step = _common.check_end_step(end_step, begin_step)
-  _common.check_fraction(drop_fraction, "drop_fraction", allow_one=True)
+  _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
+  end_step = _validate.check_step(end_step, "end_step", after=begin_step)
+  _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
+                           allow_schedule=True)
   _common.check_grow_init(grow_init)
   if drop_fraction_schedule is not None and not callable(
       drop_fraction_schedule):
@@ -111,18 +115,19 @@ def rigl(
   schedule = drop_fraction_schedule or _common.cosine_drop_fraction(
       drop_fraction, begin_step, end_step)
 
-  def update_masks(u: _engine.MaskUpdate):
+  def update_masks(u: _method.MaskUpdate):
     fraction = schedule(u.count)
-    fraction = jax.numpy.where(u.count >= end_step, 0.0, fraction)
-    new = _common.rigl_like_update(
-        u, _common.abs_tree(u.params, u), _common.abs_tree(u.grads, u),
-        fraction)
+    fraction = jnp.where(u.count >= end_step, 0.0, fraction)
+    new = _common.drop_and_grow(
+        u, _method.pooled(u, jax.tree.map(jnp.abs, u.params)),
+        _method.pooled(u, jax.tree.map(jnp.abs, u.grads)), fraction)
     return new, u.method_state
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, begin_step=begin_step,
-      end_step=end_step, init_masks=_common.random_init_masks,
-      update_masks=update_masks, skip_inner_on_update=True,
-      reset_grown_slots=True, granularity=granularity)
+  method = _method.Method(
+      profile=_method.SKIP_INNER, init=_method.random_init,
+      update=update_masks, reset_grown_slots=True)
+  return _engine.sparse_transform(
+      inner, method, sparsity=sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every,
+      begin_step=begin_step, end_step=end_step, granularity=granularity)
+

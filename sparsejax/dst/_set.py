@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from sparsejax import _engine
+from sparsejax import _method
+from sparsejax import _validate
 from sparsejax.dst import _common
 
 
@@ -105,41 +107,39 @@ def set_(
     adaptive sparse connectivity inspired by network science
     <https://arxiv.org/abs/1707.04780>`_, 2018
   """
-  _common.check_float_sparsity(sparsity, "set_")
-  _common.check_fraction(drop_fraction, "drop_fraction", allow_one=True)
-  if drop not in ("sign_split", "magnitude"):
-    raise ValueError(
-        f"`drop` must be 'sign_split' or 'magnitude', got {drop!r}.")
-  update_every = _engine.check_positive_int(update_every, "update_every")
+  _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
+  _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
+                           allow_schedule=True)
+  _validate.check_choice(drop, "drop", ("sign_split", "magnitude"))
+  update_every = _validate.check_positive_int(update_every, "update_every")
   if begin_step is None:
     begin_step = update_every
   schedule = _common.as_schedule(drop_fraction)
 
-  def update_masks(u: _engine.MaskUpdate):
+  def update_masks(u: _method.MaskUpdate):
     fraction = schedule(u.count)
-    bs = u.block_shape
-    noise = _common.random_scores(u.key, u)
-    out = {}
-    for i, _, m, p, r in _common.sparse_items(u, u.masks, u.params, noise):
-      active = _common.grid_mask(m, bs)
+
+    def one(budget, active, signed, noise):
+      del budget
       nnz = _common.count(active)
-      signed = _common.to_grid(p, bs)
       if drop == "sign_split":
         kept = _sign_split_keep(active, signed, fraction)
       else:
         n = _common.floor_count(fraction, nnz)
         kept = _common.topk1(
             jnp.where(active, jnp.abs(signed), _common.NEG_INF), nnz - n)
-      grown = _common.topk1(
-          jnp.where(kept, _common.NEG_INF, _common.to_grid(r, bs)),
-          nnz - _common.count(kept))
-      out[i] = _common.from_grid(kept | grown, bs)
-    return _common.rebuild(u, out), u.method_state
+      grown = _common.topk1(jnp.where(kept, _common.NEG_INF, noise),
+                            nnz - _common.count(kept))
+      return kept | grown
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, begin_step=begin_step,
-      end_step=end_step, init_masks=_common.random_init_masks,
-      update_masks=update_masks, update_after_inner=True,
-      reset_grown_slots=True, granularity=granularity)
+    return _method.map_sparse(
+        u, one, u.masks, _method.pooled(u, u.params),
+        _method.random_scores(u.key, u)), u.method_state
+
+  method = _method.Method(
+      profile=_method.INNER_FIRST, init=_method.random_init,
+      update=update_masks, reset_grown_slots=True)
+  return _engine.sparse_transform(
+      inner, method, sparsity=sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every,
+      begin_step=begin_step, end_step=end_step, granularity=granularity)

@@ -10,6 +10,8 @@ import optax
 from jax import lax
 
 from sparsejax import _engine
+from sparsejax import _method
+from sparsejax import _validate
 from sparsejax import _tree
 from sparsejax.dst import _common
 
@@ -198,27 +200,26 @@ def snfs(
     Dettmers & Zettlemoyer, `Sparse Networks from Scratch: Faster Training
     without Losing Performance <https://arxiv.org/abs/1907.04840>`_, 2019
   """
-  _common.check_float_sparsity(sparsity, "snfs")
-  update_every = _engine.check_positive_int(update_every, "update_every")
-  total_steps = _engine.check_positive_int(total_steps, "total_steps")
-  _common.check_fraction(prune_rate, "prune_rate", allow_one=True)
-  _common.check_fraction(prune_rate_min, "prune_rate_min", allow_one=True)
-  if not 0.0 < cap <= 1.0:
-    raise ValueError(f"`cap` must be in (0, 1], got {cap}.")
+  _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
+  update_every = _validate.check_positive_int(update_every, "update_every")
+  total_steps = _validate.check_positive_int(total_steps, "total_steps")
+  _validate.check_fraction(prune_rate, "prune_rate", allow_one=True)
+  _validate.check_fraction(prune_rate_min, "prune_rate_min", allow_one=True)
+  _validate.check_fraction(cap, "cap", allow_zero=False, allow_one=True)
   if begin_step is None:
     begin_step = update_every
   rate_at = _common.cosine_annealing(prune_rate, prune_rate_min, total_steps)
 
-  def update_masks(u: _engine.MaskUpdate):
-    bs = u.block_shape
-    momentum = u.to_view(momentum_of(u.inner_state))
-    items = _common.sparse_items(u, u.masks, u.params, momentum)
+  def update_masks(u: _method.MaskUpdate):
+    momentum = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
+                            u.to_view(momentum_of(u.inner_state)))
+    items = _method.sparse_items(u, u.masks, _method.pooled(u, u.params),
+                                 _method.pooled(u, momentum))
     if not items:
       return u.masks, u.method_state
-    active = [_common.grid_mask(m, bs) for _, _, m, _, _ in items]
-    mom = [jnp.abs(_common.to_grid(jnp.asarray(v, jnp.float32), bs))
-           for *_, v in items]
-    weight = [jnp.abs(_common.to_grid(p, bs)) for _, _, _, p, _ in items]
+    active = [m for _, _, m, _, _ in items]
+    mom = [jnp.abs(v) for *_, v in items]
+    weight = [jnp.abs(p) for _, _, _, p, _ in items]
     nnz = jnp.stack([_common.count(a) for a in active])
     size = jnp.asarray([a.size for a in active], jnp.int32)
     means = jnp.stack([
@@ -240,22 +241,21 @@ def snfs(
     for j, (i, *_rest) in enumerate(items):
       grown = _common.topk1(jnp.where(kept[j], _common.NEG_INF, mom[j]),
                             regrowth[j])
-      out[i] = _common.from_grid(kept[j] | grown, bs)
+      out[i] = kept[j] | grown
     index = jnp.asarray([i for i, *_r in items], jnp.int32)
     all_shares = u.method_state.shares.at[index].set(shares)
-    return _common.rebuild(u, out), SnfsState(shares=all_shares)
+    return _method.rebuild(u, out), SnfsState(shares=all_shares)
 
-  def init_method_state(params, where):
-    del where
-    return SnfsState(shares=jnp.zeros((len(jax.tree.leaves(params)),),
-                                      jnp.float32))
+  def init(i: _method.MaskInit):
+    masks, _ = _method.random_init(i)
+    return masks, SnfsState(shares=jnp.zeros(
+        (len(jax.tree.leaves(i.params)),), jnp.float32))
 
-  engine_tx = _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, begin_step=begin_step,
-      end_step=total_steps, init_masks=_common.random_init_masks,
-      update_masks=update_masks, update_after_inner=True,
-      mask_gradients=False, reset_grown_slots=False,
-      granularity=granularity, init_method_state=init_method_state)
-  return engine_tx
+  # Pruned weights keep their momentum: dense gradients, no slot resets.
+  method = _method.Method(
+      profile=_method.INNER_FIRST, init=init, update=update_masks,
+      dense_gradients=True)
+  return _engine.sparse_transform(
+      inner, method, sparsity=sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every,
+      begin_step=begin_step, end_step=total_steps, granularity=granularity)

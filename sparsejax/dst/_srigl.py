@@ -10,7 +10,8 @@ import optax
 from jax import lax
 
 from sparsejax import _engine
-from sparsejax import _tree
+from sparsejax import _method
+from sparsejax import _validate
 from sparsejax.dst import _common
 
 
@@ -32,25 +33,15 @@ def _kth_largest(values: jax.Array, k: int, upper: int) -> jax.Array:
   return lo
 
 
-def _const_fan_in_init(key, params, budgets, block_shape):
+def _const_fan_in_init(i: _method.MaskInit):
   """Random masks with the same number of active units in every neuron."""
-  live = jax.tree.map(lambda p, b: None if b is None else p, params, budgets,
-                      is_leaf=_tree.is_none)
-  scores = optax.tree.random_like(key, live, sampler=jax.random.uniform)
-
-  def one(s, b):
-    if s is None:
-      return None
-    grid = _columns(_common.to_grid(s, block_shape))
-    block = 1 if block_shape is None else block_shape[0] * block_shape[1]
-    fan_in = (b // block) // grid.shape[1]
+  def one(budget, scores):
+    grid = _columns(scores)
+    fan_in = budget // grid.shape[1]
     mask = _common.topk_columns(grid, jnp.full((grid.shape[1],), fan_in,
                                                jnp.int32))
-    shape = (jnp.shape(s) if block_shape is None else
-             _common.to_grid(s, block_shape).shape)
-    return _common.from_grid(mask.reshape(shape), block_shape)
-
-  return jax.tree.map(one, scores, budgets, is_leaf=_tree.is_none)
+    return mask.reshape(scores.shape)
+  return _method.map_sparse(i, one, _method.random_scores(i.key, i)), ()
 
 
 def srigl(
@@ -134,22 +125,19 @@ def srigl(
     Lasby et al, `Dynamic Sparse Training with Structured Sparsity
     <https://arxiv.org/abs/2305.02299>`_, 2024
   """
-  _common.check_float_sparsity(sparsity, "srigl")
-  end_step = _common.check_end_step(end_step, begin_step)
-  _common.check_fraction(drop_fraction, "drop_fraction", allow_one=True)
-  _common.check_fraction(min_salient_weights_per_neuron,
-                         "min_salient_weights_per_neuron", allow_one=True)
+  _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
+  end_step = _validate.check_step(end_step, "end_step", after=begin_step)
+  _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
+                           allow_schedule=True)
+  _validate.check_fraction(min_salient_weights_per_neuron,
+                           "min_salient_weights_per_neuron", allow_one=True)
   schedule = _common.cosine_drop_fraction(drop_fraction, begin_step, end_step)
   gamma = float(min_salient_weights_per_neuron)
 
-  def one_leaf(m, p, g, b, bs, ablate_ok, fraction):
-    block = 1 if bs is None else bs[0] * bs[1]
-    shape = _common.to_grid(m.astype(jnp.float32), bs).shape
-    active = _columns(_common.grid_mask(m, bs))
-    w = _columns(jnp.abs(_common.to_grid(p, bs)))
-    gr = _columns(jnp.abs(_common.to_grid(g, bs)))
+  def one_leaf(m, w, gr, budget, ablate_ok, fraction):
+    shape = m.shape
+    active, w, gr = _columns(m), _columns(w), _columns(gr)
     rows, neurons = active.shape
-    budget = b // block
     nnz = _common.count(active)
     n_prune = _common.floor_count(fraction, nnz)
     n_keep = jnp.minimum(nnz - n_prune, _common.count(active & (w > 0)))
@@ -173,21 +161,21 @@ def srigl(
     need = jnp.where(ablated, 0,
                      fan_in - jnp.sum(kept, axis=0, dtype=jnp.int32))
     grown = _common.topk_columns(jnp.where(kept, _common.NEG_INF, gr), need)
-    return _common.from_grid((kept | grown).reshape(shape), bs)
+    return (kept | grown).reshape(shape)
 
-  def update_masks(u: _engine.MaskUpdate):
+  def update_masks(u: _method.MaskUpdate):
     fraction = jnp.where(u.count >= end_step, 0.0, schedule(u.count))
-    items = _common.sparse_items(u, u.masks, u.params, u.grads)
-    out = {}
-    for j, (i, b, m, p, g) in enumerate(items):
-      out[i] = one_leaf(m, p, g, b, u.block_shape,
-                        ablation and j < len(items) - 1, fraction)
-    return _common.rebuild(u, out), u.method_state
+    items = _method.sparse_items(
+        u, u.masks, _method.pooled(u, jax.tree.map(jnp.abs, u.params)),
+        _method.pooled(u, jax.tree.map(jnp.abs, u.grads)))
+    return _method.rebuild(u, {
+        i: one_leaf(m, w, g, b, ablation and j < len(items) - 1, fraction)
+        for j, (i, b, m, w, g) in enumerate(items)}), u.method_state
 
-  return _engine.sparse_wrapper(
-      inner, sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs,
-      seed=seed, update_every=update_every, begin_step=begin_step,
-      end_step=end_step, init_masks=_const_fan_in_init,
-      update_masks=update_masks, skip_inner_on_update=True,
-      reset_grown_slots=True, granularity=granularity)
+  method = _method.Method(
+      profile=_method.SKIP_INNER, init=_const_fan_in_init,
+      update=update_masks, reset_grown_slots=True)
+  return _engine.sparse_transform(
+      inner, method, sparsity=sparsity, distribution=distribution,
+      where=where, specs=specs, seed=seed, update_every=update_every,
+      begin_step=begin_step, end_step=end_step, granularity=granularity)

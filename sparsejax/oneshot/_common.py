@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from sparsejax import _validate
 from sparsejax import masks as _masks
 
 
@@ -24,7 +25,7 @@ def parse_sparsity(
           f"`sparsity` (n, m) needs 0 <= n <= m and m >= 1, got {sparsity!r}.")
     return None, (n, m)
   # pylint: disable-next=protected-access
-  _masks._check_sparsity(sparsity, "sparsity")
+  _validate.check_fraction(sparsity, "sparsity")
   return float(sparsity), None
 
 
