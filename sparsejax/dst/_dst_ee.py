@@ -37,10 +37,10 @@ def dst_ee(inner: optax.GradientTransformation, *, sparsity: float,
   The paper's exact function could not be checked (no public code): this is
   the UCB form its abstract describes, ``N_i + 1`` keeping the bonus finite.
 
+  Every argument but ``exploration`` is :func:`rigl`'s (same meaning).
+
   Args:
     inner: the optimizer to wrap.
-    sparsity, end_step, update_every, drop_fraction, distribution,
-      begin_step, granularity, where, specs, seed: as :func:`rigl`.
     exploration: ``c``, the weight of the exploration bonus.
 
   Returns:
