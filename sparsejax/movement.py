@@ -10,7 +10,7 @@ receives, so no model change is needed.
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,13 @@ from sparsejax import _validate
 from sparsejax import masks as _masks
 
 __all__ = ("movement_pruning",)
+
+
+class MovementState(NamedTuple):
+  """Movement scores, one per entry of every sparse leaf (``None`` for dense
+  leaves): ``-sum_t g * w`` (hard) or the soft variant's trained scores."""
+
+  scores: Any
 
 
 def _zeros_scores(params: Any, where: Any) -> Any:
@@ -133,9 +140,10 @@ def movement_pruning(
     _validate.check_sparsity(sparsity)
 
   def init(i: _method.MaskInit):
-    return _method.all_kept(i), _zeros_scores(i.params, i.sparse_rule)
+    return _method.all_kept(i), MovementState(
+        _zeros_scores(i.params, i.sparse_rule))
 
-  def accumulate(grads, params, masks, scores):
+  def accumulate(grads, params, masks, state):
     del masks
 
     def one(s, g, w):
@@ -147,20 +155,20 @@ def movement_pruning(
       sig = jax.nn.sigmoid(s)
       return s - score_lr * (step + penalty * sig * (1.0 - sig))
 
-    return grads, jax.tree.map(one, scores, grads, params,
-                               is_leaf=_tree.is_none)
+    return grads, MovementState(jax.tree.map(one, state.scores, grads,
+                                             params, is_leaf=_tree.is_none))
 
   def update_masks(u: _method.MaskUpdate):
     if variant == "soft":
       masks = jax.tree.map(
           lambda m, s: None if m is None else
           m & (jax.nn.sigmoid(s) > threshold),
-          u.masks, u.method_state, is_leaf=_tree.is_none)
+          u.masks, u.method_state.scores, is_leaf=_tree.is_none)
       return masks, u.method_state
     # Survivors only: pruned weights score below every kept one.
     live = jax.tree.map(
         lambda m, s: None if m is None else jnp.where(m, s, -jnp.inf),
-        u.masks, u.method_state, is_leaf=_tree.is_none)
+        u.masks, u.method_state.scores, is_leaf=_tree.is_none)
     return _masks.topk(live, u.budgets), u.method_state
 
   # A float sparsity prunes once; a schedule (or a value traced by

@@ -11,7 +11,7 @@ masks of the weights the next forward pass sees. At the end of training,
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,13 @@ __all__ = (
     "top_kast",
     "nm_sparse",
 )
+
+
+class TopKastState(NamedTuple):
+  """Top-KAST's backward set: bool masks (``None`` for dense leaves) of the
+  entries that receive gradients, a superset of the forward masks."""
+
+  backward: Any
 
 
 def _live(params: Any, budgets: Any) -> Any:
@@ -228,13 +235,14 @@ def top_kast(
 
   def init(i: _method.MaskInit):
     return (_masks.topk(_live(i.params, i.budgets), i.budgets),
-            backward_set(i.params, i.sparse_rule))
+            TopKastState(backward_set(i.params, i.sparse_rule)))
 
   def update_masks(u: _method.MaskUpdate):
     return (_masks.topk(_live(u.params, u.budgets), u.budgets),
-            backward_set(u.params, _method.budgeted_rule(u.budgets)))
+            TopKastState(backward_set(u.params,
+                                      _method.budgeted_rule(u.budgets))))
 
-  def penalised(grads, params, masks, backward):
+  def penalised(grads, params, masks, state):
     def one(g, p, a, b):
       if a is None:
         return g
@@ -244,8 +252,8 @@ def top_kast(
       g = g + (penalty * coef * p).astype(g.dtype)
       return jnp.where(b, g, jnp.zeros_like(g))
 
-    return jax.tree.map(one, grads, params, masks, backward,
-                        is_leaf=_tree.is_none), backward
+    return jax.tree.map(one, grads, params, masks, state.backward,
+                        is_leaf=_tree.is_none), state
 
   method = _method.Method(profile=_method.STRAIGHT_THROUGH, init=init,
                           update=update_masks, before_step=penalised)

@@ -55,12 +55,12 @@ def test_hard_scores_and_masks_follow_numpy():
     w = np.where(mask, w - lr * g, 0.0)
     updates, state = step(grads, state, params)
     params = optax.apply_updates(params, updates)
-    np.testing.assert_allclose(state.method_state["w"], s, rtol=1e-4,
+    np.testing.assert_allclose(state.method_state.scores["w"], s, rtol=1e-4,
                                atol=1e-5)
     np.testing.assert_array_equal(sj.get_masks(state)["w"], mask)
     np.testing.assert_allclose(params["w"], w, rtol=1e-5, atol=1e-6)
   assert int((params["w"] != 0).sum()) == 24
-  assert state.method_state["b"] is None
+  assert state.method_state.scores["b"] is None
 
 
 def test_movement_differs_from_magnitude():
@@ -97,7 +97,7 @@ def test_soft_threshold_and_penalty():
     w = np.where(mask, w - lr * g, 0.0)
     updates, state = step(grads, state, params)
     params = optax.apply_updates(params, updates)
-    np.testing.assert_allclose(state.method_state["w"], s, rtol=1e-4,
+    np.testing.assert_allclose(state.method_state.scores["w"], s, rtol=1e-4,
                                atol=1e-5)
     np.testing.assert_array_equal(sj.get_masks(state)["w"], mask)
   # The penalty prunes the weights that do not move away from zero: some

@@ -250,7 +250,7 @@ def test_top_kast_sets_and_penalty():
     b = _np_topk(w, size // 2)
     assert (a <= b).all()
     np.testing.assert_array_equal(sj.get_masks(state)[name], a)
-    np.testing.assert_array_equal(state.method_state[name], b)
+    np.testing.assert_array_equal(state.method_state.backward[name], b)
     coef = np.where(a, 1.0, np.where(b, 4.0, 0.0))  # 1/D with D = 1/4
     expected = np.where(b, 0.5 + lam * coef * w, 0.0)
     np.testing.assert_allclose(updates[name], -expected, rtol=1e-6, atol=1e-7)
