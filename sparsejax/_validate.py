@@ -117,6 +117,13 @@ def check_granularity(granularity: Any) -> tuple[int, int] | None:
   return bm, bn
 
 
+def check_element_only(granularity: Any, method: str, why: str) -> None:
+  """Refuses block granularity for a method that selects single entries."""
+  if check_granularity(granularity) is not None:
+    raise ValueError(f"`granularity` of {method} must be 'element' ({why}), "
+                     f"got {granularity!r}.")
+
+
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:
   """One of ``choices``."""
   if value not in choices:

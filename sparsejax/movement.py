@@ -52,6 +52,7 @@ def movement_pruning(
     penalty: float = 1.0,
     score_lr: float = 1e-2,
     distribution: str | Callable[[Any], Any] = "uniform",
+    granularity: Any = "element",
     where: Any = None,
     specs: Any = None,
     seed: int | jax.Array = 0,
@@ -94,6 +95,8 @@ def movement_pruning(
     score_lr: soft variant: the scores' learning rate :math:`\eta`.
     distribution: hard variant: per-leaf budgets (``"uniform"``, ``"er"``,
       ``"erk"`` or a callable).
+    granularity: ``"element"`` or, for the hard variant, a block shape
+      ``(bm, bn)``: scores are summed per block and whole blocks are kept.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
     specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
       infers them from the params at ``init``; an NNX model or a spec tree
@@ -136,6 +139,9 @@ def movement_pruning(
       raise ValueError(f"`score_lr` must be > 0, got {score_lr!r}.")
     if distribution != "uniform":
       raise ValueError("`distribution` is for the hard variant only.")
+    _validate.check_element_only(
+        granularity, "the soft movement variant",
+        "it thresholds the score of every entry")
   else:
     _validate.check_sparsity(sparsity)
 
@@ -167,7 +173,7 @@ def movement_pruning(
       return masks, u.method_state
     # Survivors only: pruned weights score below every kept one.
     live = jax.tree.map(
-        lambda m, s: None if m is None else jnp.where(m, s, -jnp.inf),
+        lambda m, s: None if m is None else jnp.where(m, u.pool(s), -jnp.inf),
         u.masks, u.method_state.scores, is_leaf=_tree.is_none)
     return _masks.topk(live, u.budgets), u.method_state
 
@@ -182,4 +188,5 @@ def movement_pruning(
   return _engine.sparse_transform(
       inner, method, sparsity=0.0 if variant == "soft" else sparsity,
       distribution=distribution, where=where, specs=specs, seed=seed,
-      update_every=update_every, begin_step=begin_step, end_step=end)
+      update_every=update_every, begin_step=begin_step, end_step=end,
+      granularity=granularity)

@@ -36,6 +36,7 @@ def static_sparse(
     sparsity: float | None = None,
     masks: Any = None,
     distribution: str | Callable[[Any], Any] = "erk",
+    granularity: Any = "element",
     where: Any = None,
     specs: Any = None,
     seed: int | jax.Array = 0,
@@ -58,6 +59,9 @@ def static_sparse(
     distribution: how ``sparsity`` is spread over leaves: ``"erk"``,
       ``"er"``, ``"uniform"`` or a callable ``params -> per-leaf
       sparsities`` (then ``sparsity`` is ``None``).
+    granularity: ``"element"`` or a block shape ``(bm, bn)``: the random
+      masks keep whole blocks (given ``masks`` are used as they are, so
+      only ``"element"``).
     where: which leaves are sparse (see :mod:`sparsejax.distributions`);
       default: leaves with ``ndim >= 2``.
     specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
@@ -109,6 +113,8 @@ def static_sparse(
       # Given per entry of the params as the user wrote them (element units).
       return _tree.align(given, i.params, name="masks"), ()
 
+    _validate.check_element_only(granularity, "static_sparse with `masks`",
+                                 "the given masks are used as they are")
     return _engine.sparse_transform(
         inner, _method.Method(profile=_method.PRUNE, init=init),
         sparsity=None, distribution=given_distribution, where=where,
@@ -123,7 +129,7 @@ def static_sparse(
   return _engine.sparse_transform(
       inner, _method.Method(profile=_method.PRUNE, init=_method.random_init),
       sparsity=sparsity, distribution=distribution, where=where,
-      specs=specs, seed=seed)
+      specs=specs, seed=seed, granularity=granularity)
 
 
 def _end_step(sparsity: Any, begin_step: int, end_step: int | None):

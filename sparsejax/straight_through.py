@@ -45,8 +45,10 @@ def _live(params: Any, budgets: Any) -> Any:
       params, budgets, is_leaf=_tree.is_none)
 
 
-def _magnitude_masks(params: Any, budgets: Any, scope: str) -> Any:
-  scores = _live(params, budgets)
+def _magnitude_masks(params: Any, budgets: Any, scope: str,
+                     pool: Any = lambda x: x) -> Any:
+  scores = jax.tree.map(lambda x: None if x is None else pool(x),
+                        _live(params, budgets), is_leaf=_tree.is_none)
   if scope == "global":
     total = sum(b for b in jax.tree.leaves(budgets))
     return _masks.topk(scores, total, scope="global")
@@ -71,6 +73,7 @@ def ste(
     end_step: int | None = None,
     scope: str = "layer",
     distribution: str | Callable[[Any], Any] = "uniform",
+    granularity: Any = "element",
     where: Any = None,
     specs: Any = None,
     seed: int | jax.Array = 0,
@@ -95,6 +98,8 @@ def ste(
       magnitude threshold over all sparse leaves).
     distribution: per-leaf budgets: ``"uniform"``, ``"er"``, ``"erk"`` or a
       callable ``params -> per-leaf sparsities``.
+    granularity: ``"element"`` or a block shape ``(bm, bn)``: magnitudes
+      are summed per block and whole blocks are kept.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
     specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
       infers them from the params at ``init``; an NNX model or a spec tree
@@ -126,19 +131,22 @@ def ste(
   """
   _validate.check_sparsity(sparsity)
   _check_scope(scope, distribution)
+  block_shape = _validate.check_granularity(granularity)
 
   def init(i: _method.MaskInit):
-    return _magnitude_masks(i.params, i.budgets, scope), ()
+    return _magnitude_masks(i.params, i.budgets, scope, i.pool), ()
 
   def update_masks(u: _method.MaskUpdate):
-    return _magnitude_masks(u.params, u.budgets, scope), u.method_state
+    return (_magnitude_masks(u.params, u.budgets, scope, u.pool),
+            u.method_state)
 
   method = _method.Method(profile=_method.STRAIGHT_THROUGH, init=init,
                           update=update_masks)
   return _engine.sparse_transform(
       inner, method, sparsity=sparsity, distribution=distribution,
       where=where, specs=specs, seed=seed, update_every=update_every,
-      begin_step=begin_step, end_step=end_step)
+      begin_step=begin_step, end_step=end_step,
+      granularity=block_shape or "element")
 
 
 def top_kast(
@@ -149,6 +157,7 @@ def top_kast(
     penalty: float = 1e-4,
     update_every: int = 1,
     distribution: str | Callable[[Any], Any] = "uniform",
+    granularity: Any = "element",
     where: Any = None,
     specs: Any = None,
     seed: int | jax.Array = 0,
@@ -177,6 +186,8 @@ def top_kast(
     update_every: steps between updates of the two sets.
     distribution: per-leaf budgets of both sets: ``"uniform"``, ``"er"`` or
       ``"erk"``.
+    granularity: ``"element"`` only (its backward set is chosen per entry;
+      anything else is an error).
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
     specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
       infers them from the params at ``init``; an NNX model or a spec tree
@@ -208,6 +219,8 @@ def top_kast(
     Jayakumar et al, `Top-KAST: Top-K Always Sparse Training
     <https://arxiv.org/abs/2106.03517>`_, 2020
   """
+  _validate.check_element_only(granularity, "top_kast",
+                               "its backward set is chosen per entry")
   for name, value in (("forward_sparsity", forward_sparsity),
                       ("backward_sparsity", backward_sparsity)):
     if callable(value):
@@ -271,6 +284,7 @@ def nm_sparse(
     sr_ste: float = 2e-4,
     decay: Any = None,
     update_every: int = 1,
+    granularity: Any = "element",
     where: Any = None,
     specs: Any = None,
     seed: int | jax.Array = 0,
@@ -304,6 +318,8 @@ def nm_sparse(
     sr_ste: the decay :math:`\lambda_W` of pruned weights (0 for plain STE).
     decay: ``None`` (hard masks), or a float or schedule :math:`\beta_t`.
     update_every: steps between mask updates.
+    granularity: ``"element"`` only (the N:M groups are the structure;
+      anything else is an error).
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
     specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
       infers them from the params at ``init``; an NNX model or a spec tree
@@ -334,6 +350,8 @@ def nm_sparse(
     Bambhaniya et al, `Progressive Gradient Flow for Robust N:M Sparsity
     Training in Transformers <https://arxiv.org/abs/2402.04744>`_, 2024
   """
+  _validate.check_element_only(granularity, "nm_sparse",
+                               "the N:M groups are the structure")
   if not (isinstance(n, int) and isinstance(m, int) and m >= 1
           and 1 <= n <= m):
     raise ValueError(
