@@ -6,7 +6,9 @@ A token-choice MoE step is ``routing = router(logits)``, then either the
 dropless ``sort_dispatch`` / grouped-matmul ``expert_mlp`` / ``sort_combine``
 or the capacity-padded ``capacity_dispatch`` / einsum / ``capacity_combine``,
 plus the losses the caller adds to its objective. The Flax layer is
-:class:`sparsejax.nn.MoE`.
+:class:`sparsejax.nn.MoE`; it takes its routing rule as a :class:`Router`
+value (``top_k``, ``switch``, ``noisy_top_k``, ``batch_prioritized``,
+``expert_choice``, ``remoe``, or a user-written subclass).
 """
 
 from sparsejax.moe._dispatch import capacity_combine
@@ -21,6 +23,15 @@ from sparsejax.moe._losses import importance_loss
 from sparsejax.moe._losses import load_balancing_loss
 from sparsejax.moe._losses import load_loss
 from sparsejax.moe._losses import z_loss
+from sparsejax.moe._routers import batch_prioritized
+from sparsejax.moe._routers import expert_choice
+from sparsejax.moe._routers import noisy_top_k
+from sparsejax.moe._routers import remoe
+from sparsejax.moe._routers import Router
+from sparsejax.moe._routers import RouterLosses
+from sparsejax.moe._routers import RouterVariables
+from sparsejax.moe._routers import switch
+from sparsejax.moe._routers import top_k
 from sparsejax.moe._routing import batch_prioritized_router
 from sparsejax.moe._routing import expert_capacity
 from sparsejax.moe._routing import expert_choice_router
@@ -39,23 +50,30 @@ from sparsejax.moe._routing import switch_router
 from sparsejax.moe._routing import top_k_router
 
 __all__ = (
+    "batch_prioritized",
     "batch_prioritized_router",
     "capacity_combine",
     "capacity_dispatch",
     "CapacityDispatch",
     "expert_capacity",
+    "expert_choice",
     "expert_choice_router",
     "expert_mlp",
     "expert_parallel",
     "importance_loss",
     "load_balancing_loss",
     "load_loss",
+    "noisy_top_k",
     "noisy_top_k_router",
+    "remoe",
     "remoe_init",
     "remoe_l1_loss",
     "remoe_router",
     "remoe_update",
     "ReMoEState",
+    "Router",
+    "RouterLosses",
+    "RouterVariables",
     "Routing",
     "soft_moe_combine",
     "soft_moe_dispatch",
@@ -64,7 +82,9 @@ __all__ = (
     "sort_combine",
     "sort_dispatch",
     "SortedDispatch",
+    "switch",
     "switch_router",
+    "top_k",
     "top_k_router",
     "z_loss",
 )

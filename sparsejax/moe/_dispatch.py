@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from sparsejax.moe import _routing
+from sparsejax.moe._common import drop_over_capacity
+from sparsejax.moe._common import positions_in_expert
 
 
 @jax.custom_vjp
@@ -221,15 +223,15 @@ def capacity_dispatch(x, routing, capacity):
     raise ValueError(f"capacity must be a positive int, got {capacity!r}")
   num_experts = routing.router_probs.shape[-1]
   num_tokens, k = routing.expert_ids.shape
-  kept = _routing._drop_over_capacity(
+  kept = drop_over_capacity(
       routing.expert_ids, routing.kept,
       -jnp.arange(num_tokens, dtype=jnp.float32), num_experts, capacity)
-  # Positions in the same order as _drop_over_capacity fills the buffers.
+  # Positions in the same order as drop_over_capacity fills the buffers.
   order = (jnp.arange(num_tokens)[None, :] * k
            + jnp.arange(k)[:, None]).reshape(-1)
   experts = jnp.where(kept, routing.expert_ids, num_experts).reshape(-1)
   positions = jnp.zeros_like(order).at[order].set(
-      _routing._positions_in_expert(experts[order], num_experts),
+      positions_in_expert(experts[order], num_experts),
       unique_indices=True)
   dump = num_experts * capacity
   slots = jnp.where(experts < num_experts,

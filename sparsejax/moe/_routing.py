@@ -12,6 +12,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from sparsejax.moe._common import check_factor
+from sparsejax.moe._common import check_k
+from sparsejax.moe._common import drop_over_capacity
+
 
 class Routing(NamedTuple):
   """Assignment of tokens to experts, as every router in this module returns.
@@ -72,23 +76,6 @@ def _check_logits(logits, name="logits"):
   return logits.astype(jnp.float32)
 
 
-def _check_k(k, num_experts):
-  if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_experts:
-    raise ValueError(f"k must be an int in [1, {num_experts}] (the number of "
-                     f"experts), got {k!r}")
-
-
-def _check_factor(capacity_factor, name="capacity_factor"):
-  if capacity_factor is None:
-    return
-  if (isinstance(capacity_factor, bool)
-      or not isinstance(capacity_factor, (int, float))
-      or not math.isfinite(capacity_factor) or capacity_factor <= 0):
-    raise ValueError(
-        f"{name} must be a positive finite number or None, got "
-        f"{capacity_factor!r}")
-
-
 def expert_capacity(num_tokens, num_experts, k=1, capacity_factor=1.0):
   """Buffer size per expert for token-choice routing with a capacity factor.
 
@@ -116,7 +103,7 @@ def expert_capacity(num_tokens, num_experts, k=1, capacity_factor=1.0):
     with Simple and Efficient Sparsity <https://arxiv.org/abs/2101.03961>`_,
     2021.
   """
-  _check_factor(capacity_factor)
+  check_factor(capacity_factor)
   if capacity_factor is None:
     raise ValueError("capacity_factor must be a positive number, got None")
   for name, value in (("num_tokens", num_tokens), ("num_experts", num_experts),
@@ -124,43 +111,6 @@ def expert_capacity(num_tokens, num_experts, k=1, capacity_factor=1.0):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"{name} must be a positive int, got {value!r}")
   return math.ceil(capacity_factor * num_tokens * k / num_experts)
-
-
-def _positions_in_expert(experts, num_experts):
-  """Rank of each entry among the earlier entries with the same expert.
-
-  ``experts`` is int ``[A]`` in priority order, with ``num_experts`` marking
-  entries that go nowhere. A stable sort groups the entries by expert; an
-  entry's rank is its sorted index minus its group's start. This costs
-  O(A log A) and O(A) memory, where the one-hot cumulative sum would take
-  O(A * E) memory.
-  """
-  order = jnp.argsort(experts, stable=True)
-  counts = jnp.bincount(experts, length=num_experts + 1)
-  starts = jnp.cumsum(counts) - counts
-  sorted_experts = experts[order]
-  ranks = jnp.arange(experts.shape[0]) - starts[sorted_experts]
-  return jnp.zeros_like(ranks).at[order].set(ranks, unique_indices=True)
-
-
-def _drop_over_capacity(expert_ids, kept, priority, num_experts, capacity):
-  """Keeps at most ``capacity`` slots per expert, by priority.
-
-  Buffers fill choice by choice (all tokens' first choices before any second
-  choice, as in GShard and V-MoE), and within one choice by decreasing
-  ``priority`` (ties: lower token index first). The slots that arrive after an
-  expert's buffer is full are dropped.
-  """
-  num_tokens, k = expert_ids.shape
-  token_order = jnp.argsort(-priority, stable=True)
-  # Flat slot index t * k + j, choice-major, tokens by priority.
-  order = (token_order[None, :] * k + jnp.arange(k)[:, None]).reshape(-1)
-  flat_experts = jnp.where(kept, expert_ids, num_experts).reshape(-1)[order]
-  positions = _positions_in_expert(flat_experts, num_experts)
-  fits = (flat_experts < num_experts) & (positions < capacity)
-  flat_kept = jnp.zeros(num_tokens * k, bool).at[order].set(
-      fits, unique_indices=True)
-  return flat_kept.reshape(num_tokens, k)
 
 
 def _indicator(expert_ids, kept, num_experts):
@@ -186,7 +136,7 @@ def _token_choice(logits, probs, weights, expert_ids, priority,
   kept = jnp.ones(expert_ids.shape, bool)
   if capacity_factor is not None:
     capacity = expert_capacity(num_tokens, num_experts, k, capacity_factor)
-    kept = _drop_over_capacity(expert_ids, kept, priority, num_experts,
+    kept = drop_over_capacity(expert_ids, kept, priority, num_experts,
                                capacity)
   if load_probs is None:
     load_probs = _indicator(expert_ids, kept, num_experts)
@@ -225,8 +175,8 @@ def top_k_router(logits, k, *, renormalize=False, capacity_factor=None):
     and Automatic Sharding <https://arxiv.org/abs/2006.16668>`_, 2020.
   """
   logits = _check_logits(logits)
-  _check_k(k, logits.shape[1])
-  _check_factor(capacity_factor)
+  check_k(k, logits.shape[1])
+  check_factor(capacity_factor)
   probs = jax.nn.softmax(logits, axis=-1)
   weights, expert_ids = jax.lax.top_k(probs, k)
   if renormalize:
@@ -331,8 +281,8 @@ def noisy_top_k_router(logits, noise_logits, k, *, key=None,
     raise ValueError(f"noise_logits must have the shape of logits "
                      f"{logits.shape}, got {noise_logits.shape}")
   num_experts = logits.shape[1]
-  _check_k(k, num_experts)
-  _check_factor(capacity_factor)
+  check_k(k, num_experts)
+  check_factor(capacity_factor)
   noise_std = jax.nn.softplus(noise_logits)
   noisy = logits
   if key is not None:
@@ -383,14 +333,14 @@ def batch_prioritized_router(logits, k, *, capacity_factor=1.0, key=None,
   """
   logits = _check_logits(logits)
   num_experts = logits.shape[1]
-  _check_k(k, num_experts)
-  _check_factor(capacity_factor)
+  check_k(k, num_experts)
+  check_factor(capacity_factor)
   if capacity_factor is None:
     raise ValueError("capacity_factor must be a positive number for batch "
                      "prioritized routing, got None")
   if noise_std is None:
     noise_std = 1.0 / num_experts
-  _check_factor(noise_std, "noise_std")
+  check_factor(noise_std, "noise_std")
   noisy = logits
   if key is not None:
     noisy = logits + noise_std * jax.random.normal(key, logits.shape)
@@ -438,7 +388,7 @@ def expert_choice_router(logits, *, capacity_factor=2.0):
     <https://arxiv.org/abs/2202.09368>`_, 2022.
   """
   logits = _check_logits(logits)
-  _check_factor(capacity_factor)
+  check_factor(capacity_factor)
   if capacity_factor is None:
     raise ValueError("capacity_factor must be a positive number for expert "
                      "choice routing, got None")
@@ -512,14 +462,14 @@ def remoe_init(l1_coef=1e-8):
     Wang et al, `ReMoE: Fully Differentiable Mixture-of-Experts with ReLU
     Routing <https://arxiv.org/abs/2412.14711>`_, 2024.
   """
-  _check_factor(l1_coef, "l1_coef")
+  check_factor(l1_coef, "l1_coef")
   if l1_coef is None:
     raise ValueError("l1_coef must be a positive number, got None")
   return ReMoEState(l1_coef=jnp.asarray(l1_coef, jnp.float32))
 
 
 def _check_remoe_k(k, routing):
-  _check_k(k, routing.router_probs.shape[1])
+  check_k(k, routing.router_probs.shape[1])
 
 
 def remoe_l1_loss(routing, state, *, k):
@@ -587,7 +537,7 @@ def remoe_update(state, routing, *, k, multiplier=1.2):
     Routing <https://arxiv.org/abs/2412.14711>`_, 2024.
   """
   _check_remoe_k(k, routing)
-  _check_factor(multiplier, "multiplier")
+  check_factor(multiplier, "multiplier")
   if multiplier is None or multiplier <= 1:
     raise ValueError(f"multiplier must be > 1, got {multiplier!r}")
   gates = jax.lax.stop_gradient(routing.router_probs)
