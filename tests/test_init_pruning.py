@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import sparsejax as sj
-from sparsejax import init_pruning
+from sparsejax.oneshot import _at_init as init_pruning
 
 
 def _np_global_topk(scores, k):

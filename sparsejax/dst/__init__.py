@@ -2,7 +2,7 @@
 """Dynamic sparse training: drop-and-grow methods on the shared engine.
 
 Each method is one small mask-update rule plugged into the engine of
-:mod:`sparsejax.pruning`'s transforms: the masks live in the optimizer state,
+:mod:`sparsejax.pruning`'s transforms (``docs/engine.md``): the masks live in the optimizer state,
 pruned weights stay exactly zero, and every method accepts element or block
 granularity.
 """
