@@ -98,7 +98,9 @@ import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] /
                        "examples"))
+import _training  # noqa: E402  pylint: disable=wrong-import-position
 import datasets  # noqa: E402  pylint: disable=wrong-import-position
+import methods  # noqa: E402  pylint: disable=wrong-import-position
 
 import sparsejax as sj  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -115,26 +117,11 @@ def init_mlp(key, sizes):
   keys = jax.random.split(key, len(sizes) - 1)
   for i, (k, n_in, n_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
     bound = np.sqrt(6.0 / (n_in + n_out))
-    params[f"layer{i}"] = {
+    params[f"fc{i + 1}"] = {
         "kernel": jax.random.uniform(k, (n_in, n_out), jnp.float32, -bound,
                                      bound),
         "bias": jnp.zeros((n_out,), jnp.float32)}
   return params
-
-
-def forward(params, x):
-  n = len(params)
-  for i in range(n):
-    layer = params[f"layer{i}"]
-    x = x @ layer["kernel"] + layer["bias"]
-    if i < n - 1:
-      x = jax.nn.relu(x)
-  return x
-
-
-def loss_fn(params, x, y):
-  logits = forward(params, x)
-  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
 def make_inner(optimizer, lr=None):
@@ -148,15 +135,21 @@ def make_inner(optimizer, lr=None):
 
 def make_tx(method, sparsity, steps, steps_per_epoch, seed, *,
             optimizer="adam", lr=None, update_every=None):
-  """The transform of ``method``; ``update_every`` overrides every cadence."""
+  """The transform of ``method``; ``update_every`` overrides every cadence.
+
+  The registry's methods (examples/methods.py) keep their own cadences: at
+  10 epochs SET, SNFS and MEST update once an epoch, RigL, SRigL and GraNet
+  every 100 steps.
+  """
+  del steps_per_epoch  # the registry's cadences count in steps
   inner = make_inner(optimizer, lr)
   end = int(0.75 * steps)
-  per_epoch = update_every or steps_per_epoch
   every_100 = update_every or 100
   if method == "dense":
     return inner
-  if method == "static":
-    return sj.static_sparse(inner, sparsity=sparsity, seed=seed)
+  if method in methods.METHODS:
+    return methods.make(method, inner, sparsity=sparsity, total_steps=steps,
+                        update_every=update_every, seed=seed)
   if method == "gmp":
     schedule = optax.polynomial_schedule(
         init_value=0.0, end_value=sparsity, power=3,
@@ -164,30 +157,12 @@ def make_tx(method, sparsity, steps, steps_per_epoch, seed, *,
         transition_begin=int(0.1 * steps))
     return sj.magnitude_pruning(inner, sparsity=schedule, update_every=100,
                                 distribution="erk", end_step=end + 100)
-  if method == "set":
-    return sj.set_(inner, sparsity=sparsity, update_every=per_epoch,
-                   distribution="erk", seed=seed)
-  if method == "rigl":
-    return sj.rigl(inner, sparsity=sparsity, end_step=end,
-                   update_every=every_100, seed=seed)
   if method in ("rigl_random_growth", "set_rigl_schedule"):
     return sj.set_(
         inner, sparsity=sparsity, update_every=every_100, begin_step=0,
         end_step=end, distribution="erk", seed=seed,
         drop="magnitude" if method == "rigl_random_growth" else "sign_split",
         drop_fraction=_rigl_cosine(0.3, end))
-  if method == "snfs":
-    return sj.snfs(inner, sparsity=sparsity, update_every=per_epoch,
-                   total_steps=steps, distribution="erk", seed=seed)
-  if method == "srigl":
-    return sj.srigl(inner, sparsity=sparsity, end_step=end,
-                    update_every=every_100, seed=seed)
-  if method == "mest":
-    return sj.mest(inner, sparsity=sparsity, update_every=per_epoch,
-                   total_steps=steps, distribution="erk", seed=seed)
-  if method == "granet":
-    return sj.granet(inner, sparsity=sparsity, total_steps=steps,
-                     update_every=every_100, seed=seed)
   raise ValueError(f"unknown method {method!r}")
 
 
@@ -210,14 +185,14 @@ def topology(masks, explored):
   active at some step (the in-time over-parameterization rate of Liu et al,
   2021).
   """
-  k = [np.asarray(masks[f"layer{i}"]["kernel"]) for i in range(3)]
+  k = [np.asarray(masks[f"fc{i}"]["kernel"]) for i in (1, 2, 3)]
   fan_in = np.sort(k[0].sum(0))[::-1]
   live1 = int(((k[0].sum(0) > 0) & (k[1].sum(1) > 0)).sum())
   live2 = int(((k[1].sum(0) > 0) & (k[2].sum(1) > 0)).sum())
   top = max(1, len(fan_in) // 10)
   share = fan_in[:top].sum() / max(fan_in.sum(), 1)
-  ex = [float(np.asarray(explored[f"layer{i}"]["kernel"]).mean())
-        for i in range(3)]
+  ex = [float(np.asarray(explored[f"fc{i}"]["kernel"]).mean())
+        for i in (1, 2, 3)]
   return (f"live {live1}/{k[0].shape[1]},{live2}/{k[1].shape[1]} "
           f"L0 max-fan-in {int(fan_in[0])} top10 {100 * share:.0f}% "
           f"explored {ex[0]:.3f},{ex[1]:.3f},{ex[2]:.3f}")
@@ -245,7 +220,7 @@ def train(data, method, sparsity, *, epochs, seed, batch_size=128,
   def step(carry, idx):
     params, state, explored = carry
     x, y = x_train[idx], y_train[idx]
-    grads = jax.grad(loss_fn)(params, x, y)
+    grads = jax.grad(_training.mlp_loss)(params, x, y)
     updates, state = tx.update(grads, state, params)
     if sparse:
       explored = jax.tree.map(jnp.logical_or, explored, sj.get_masks(state))
@@ -264,7 +239,7 @@ def train(data, method, sparsity, *, epochs, seed, batch_size=128,
     order = jnp.asarray(rng.permutation(len(data.x_train)))
     carry = epoch(carry, order)
   params, state, explored = carry
-  logits = jax.jit(forward)(params, jnp.asarray(data.x_test))
+  logits = jax.jit(_training.mlp_apply)(params, jnp.asarray(data.x_test))
   acc = float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(data.y_test)))
   if not sparse:
     nnz = sum(int(l["kernel"].size) for l in params.values())

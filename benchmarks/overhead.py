@@ -32,6 +32,8 @@ Run: ``python benchmarks/overhead.py [--quick] [--models small,medium]``
 """
 
 import argparse
+import pathlib
+import sys
 import time
 from collections.abc import Callable
 
@@ -40,15 +42,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import sparsejax as sj
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
+                       / "examples"))
+import _training  # noqa: E402  (examples/_training.py)
+import methods  # noqa: E402  (examples/methods.py)
 
 NEVER = 10**9
 SPARSITY = 0.9
-
-
-def constant(value: float) -> Callable[[jax.Array], float]:
-  """A schedule, so that magnitude/random pruning update periodically."""
-  return lambda count: value
 
 
 def adam_in_loop(inner: optax.GradientTransformation,
@@ -83,70 +83,46 @@ def adam_in_loop(inner: optax.GradientTransformation,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-# name -> factory(inner, update_every) returning the transform; None marks a
-# transform without mask updates (its update column stays empty).
-METHODS: dict[str, Callable[..., optax.GradientTransformation] | None] = {
-    "adam_in_loop": adam_in_loop,
-    "static": lambda inner, update_every: sj.static_sparse(
-        inner, sparsity=SPARSITY),
-    "magnitude": lambda inner, update_every: sj.magnitude_pruning(
-        inner, sparsity=constant(SPARSITY), update_every=update_every),
-    "magnitude_global": lambda inner, update_every: sj.magnitude_pruning(
-        inner, sparsity=constant(SPARSITY), update_every=update_every,
-        scope="global"),
-    "random_pruning": lambda inner, update_every: sj.random_pruning(
-        inner, sparsity=constant(SPARSITY), update_every=update_every),
-}
-WITHOUT_UPDATES = {"static", "adam_in_loop"}
+def _method(name: str) -> Callable[..., optax.GradientTransformation]:
+  """``(inner, update_every) ->`` the registry's ``name`` at 90 % sparsity.
 
-# Methods of later modules register here when present.
-for _name, _factory in {
-    "rigl": lambda inner, update_every: sj.rigl(
-        inner, sparsity=SPARSITY, end_step=NEVER, update_every=update_every),
-    "set": lambda inner, update_every: sj.set_(
-        inner, sparsity=SPARSITY, update_every=update_every),
-    "snfs": lambda inner, update_every: sj.snfs(
-        inner, sparsity=SPARSITY, update_every=update_every,
-        total_steps=NEVER),
-    "srigl": lambda inner, update_every: sj.srigl(
-        inner, sparsity=SPARSITY, end_step=NEVER, update_every=update_every),
-    "mest": lambda inner, update_every: sj.mest(
-        inner, sparsity=SPARSITY, update_every=update_every,
-        total_steps=NEVER),
-    "granet": lambda inner, update_every: sj.granet(
-        inner, sparsity=SPARSITY, update_every=update_every,
-        total_steps=NEVER),
-}.items():
-  if hasattr(sj, {"set": "set_"}.get(_name, _name)):
-    METHODS[_name] = _factory
+  No run length: the drop-and-grow schedules never end, the gradual
+  pruners hold the target from step 0.
+  """
+  return lambda inner, update_every: methods.make(
+      name, inner, sparsity=SPARSITY, total_steps=NEVER,
+      update_every=update_every, ramp_steps=0)
+
+
+def _takes_sparsity(name: str) -> bool:
+  """Whether the registry's ``name`` runs at :data:`SPARSITY` (N:M: no)."""
+  try:
+    methods.kwargs(name, sparsity=SPARSITY, total_steps=NEVER)
+  except ValueError:
+    return False
+  return True
+
+
+# name -> factory(inner, update_every) returning the transform: every method
+# of the shared registry (examples/methods.py) that runs at 90 %, a
+# global-scope magnitude row and the reference row.
+METHODS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "adam_in_loop": adam_in_loop,
+    **{name: _method(name) for name in methods.METHODS
+       if _takes_sparsity(name)},
+    "magnitude_global": lambda inner, update_every: methods.make(
+        "magnitude", inner, sparsity=SPARSITY, total_steps=NEVER,
+        update_every=update_every, ramp_steps=0, scope="global"),
+}
+# Rows without mask updates (their update column stays empty).
+WITHOUT_UPDATES = {"static", "adam_in_loop"}
 
 MODELS = {"small": (784, 300, 100, 10), "medium": (784, 1024, 1024, 10)}
 
 
-def init_mlp(sizes, key):
-  params = {}
-  for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-    key, sub = jax.random.split(key)
-    params[f"Dense_{i}"] = {
-        "kernel": jax.random.normal(sub, (a, b)) * (2 / a) ** 0.5,
-        "bias": jnp.zeros(b)}
-  return params
-
-
-def loss_fn(params, x, y):
-  h = x
-  n = len(params)
-  for i in range(n):
-    layer = params[f"Dense_{i}"]
-    h = h @ layer["kernel"] + layer["bias"]
-    if i < n - 1:
-      h = jax.nn.relu(h)
-  return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
-
-
 def make_step(tx):
   def step(params, opt_state, x, y):
-    grads = jax.grad(loss_fn)(params, x, y)
+    grads = jax.grad(_training.mlp_loss)(params, x, y)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
   return jax.jit(step, donate_argnums=(0, 1))
@@ -187,6 +163,28 @@ class Runner:
     return times
 
 
+def interleaved_ratios(runners: dict, repeats: int, steps: int
+                       ) -> tuple[dict[str, list[float]], list[float]]:
+  """Per variant, its median step time over ``runners["dense"]``'s.
+
+  Every repeat runs each variant for ``steps`` steps (``runner.run(steps)``
+  returns their times), in a fresh random order, so that a slow spell of
+  the machine does not always fall on the same variants. Returns the ratios
+  of every repeat and dense's median milliseconds of every repeat.
+  """
+  ratios = {name: [] for name in runners}
+  dense_ms = []
+  order = np.random.default_rng(0)
+  for _ in range(repeats):
+    names = list(order.permutation(list(runners)))
+    medians = {name: float(np.median(runners[name].run(steps)))
+               for name in names}
+    dense_ms.append(medians["dense"] * 1e3)
+    for name, t in medians.items():
+      ratios[name].append(t / medians["dense"])
+  return ratios, dense_ms
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--models", default="small,medium")
@@ -204,8 +202,7 @@ def main():
         f"sparsity {SPARSITY}; {args.repeats} repeats x {args.steps} steps")
   for model in args.models.split(","):
     sizes = MODELS[model]
-    key = jax.random.key(0)
-    params = init_mlp(sizes, key)
+    params = _training.mlp_params(sizes)
     rng = np.random.default_rng(0)
     batches = [(jnp.asarray(rng.normal(size=(128, sizes[0])), jnp.float32),
                 jnp.asarray(rng.integers(0, sizes[-1], 128)))
@@ -219,18 +216,7 @@ def main():
         runners[m + "/update"] = Runner(METHODS[m](inner, 1), params, batches)
     for r in runners.values():  # compile, and pass the first (update) step
       r.run(3)
-    ratios = {name: [] for name in runners}
-    dense_ms = []
-    order = np.random.default_rng(0)
-    for _ in range(args.repeats):
-      # A fresh order each repeat, so that a slow spell of the machine does
-      # not always fall on the same variants.
-      names = list(order.permutation(list(runners)))
-      medians = {name: float(np.median(runners[name].run(args.steps)))
-                 for name in names}
-      dense_ms.append(medians["dense"] * 1e3)
-      for name, t in medians.items():
-        ratios[name].append(t / medians["dense"])
+    ratios, dense_ms = interleaved_ratios(runners, args.repeats, args.steps)
     dense = float(np.median(dense_ms))
     dense_bytes = runners["dense"].bytes
     print(f"\n{model} MLP {'-'.join(map(str, sizes))}: dense Adam "

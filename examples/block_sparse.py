@@ -26,6 +26,7 @@ Debian's ``dataset-fashion-mnist``, a download, else scikit-learn's digits).
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import statistics
 import sys
@@ -42,7 +43,8 @@ import sparsejax as sj
 from sparsejax.nn import block_sparse_linear
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import datasets  # noqa: E402  (examples/datasets.py)
+import _training  # noqa: E402  (examples/_training.py)
+import methods  # noqa: E402  (examples/methods.py)
 
 BLOCK = (128, 128)
 
@@ -56,54 +58,15 @@ def pad_inputs(x: np.ndarray, width: int) -> np.ndarray:
   return np.pad(x, ((0, 0), (0, width - x.shape[1])))
 
 
-class MLP(nnx.Module):
-  """``din -> hidden -> hidden -> classes`` with ReLU; dense layers."""
-
-  def __init__(self, din: int, *, hidden: int = 1024, num_classes: int = 10,
-               rngs: nnx.Rngs):
-    self.fc1 = nnx.Linear(din, hidden, rngs=rngs)
-    self.fc2 = nnx.Linear(hidden, hidden, rngs=rngs)
-    self.fc3 = nnx.Linear(hidden, num_classes, rngs=rngs)
-
-  def __call__(self, x):
-    x = jax.nn.relu(self.fc1(x))
-    x = jax.nn.relu(self.fc2(x))
-    return self.fc3(x)
-
-
-class BlockSparseMLP(nnx.Module):
-  """The same network with block-sparse hidden layers."""
-
-  def __init__(self, fc1, fc2, fc3):
-    self.fc1, self.fc2, self.fc3 = fc1, fc2, fc3
-
-  def __call__(self, x):
-    x = jax.nn.relu(self.fc1(x))
-    x = jax.nn.relu(self.fc2(x))
-    return self.fc3(x)
+# ``din -> 1024 -> 1024 -> classes`` with ReLU; dense layers.
+MLP = functools.partial(_training.MLP, hidden=(1024, 1024))
 
 
 def make_optimizer(*, lr, sparsity, total_steps):
   """Adam under gradual block-magnitude pruning of fc1 and fc2's kernels."""
-  schedule = optax.polynomial_schedule(
-      init_value=0.0, end_value=sparsity, power=3,
-      transition_steps=max(1, total_steps // 2), transition_begin=0)
-  return sj.magnitude_pruning(
-      optax.adam(lr), sparsity=schedule,
-      update_every=max(1, min(100, total_steps // 20)),
-      where=r"^fc[12]/kernel$", granularity=BLOCK)
-
-
-def _loss_fn(model, x, y):
-  logits = model(x)
-  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-
-@nnx.jit
-def _train_step(model, optimizer, x, y):
-  loss, grads = nnx.value_and_grad(_loss_fn)(model, x, y)
-  optimizer.update(model, grads)
-  return loss
+  return methods.make("magnitude", optax.adam(lr), sparsity=sparsity,
+                      total_steps=total_steps, where=r"^fc[12]/kernel$",
+                      granularity=BLOCK)
 
 
 @nnx.jit
@@ -128,14 +91,11 @@ def train(data, *, sparsity, epochs, batch_size=128, lr=1e-3, seed=0,
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   rng = np.random.default_rng(seed)
   for epoch in range(1, epochs + 1):
-    order = rng.permutation(n_train)
     start = time.perf_counter()
-    losses = [
-        _train_step(model, optimizer,
-                    data.x_train[order[s * batch_size:(s + 1) * batch_size]],
-                    data.y_train[order[s * batch_size:(s + 1) * batch_size]])
-        for s in range(steps_per_epoch)]
-    acc = np.mean(np.argmax(predict(model, data.x_test), -1) == data.y_test)
+    losses = [_training.train_step(model, optimizer, data.x_train[idx],
+                                   data.y_train[idx])
+              for idx in _training.batches(rng, n_train, batch_size)]
+    acc = _training.evaluate(model, data.x_test, data.y_test)
     log(f"epoch {epoch}: loss {float(jnp.mean(jnp.stack(losses))):.4f}, test "
         f"accuracy {acc:.4f} ({time.perf_counter() - start:.1f} s)")
   return model, optimizer
@@ -143,12 +103,13 @@ def train(data, *, sparsity, epochs, batch_size=128, lr=1e-3, seed=0,
 
 def convert(model, masks, *, implementation=None):
   """Block-sparse copy of ``model`` from its kernels and block masks."""
-  def layer(name):
+  sparse = nnx.clone(model)
+  for name in ("fc1", "fc2"):
     lin = getattr(model, name)
-    return block_sparse_linear(
+    setattr(sparse, name, block_sparse_linear(
         lin.kernel[...], lin.bias[...], block_shape=BLOCK,
-        block_mask=masks[name]["kernel"], implementation=implementation)
-  return BlockSparseMLP(layer("fc1"), layer("fc2"), model.fc3)
+        block_mask=masks[name]["kernel"], implementation=implementation))
+  return sparse
 
 
 def time_ratio(dense_model, sparse_model, x, rounds):
@@ -229,32 +190,18 @@ def run(data, *, sparsity=0.9, epochs=5, batch_size=128, lr=1e-3, seed=0,
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--sparsity", type=float, default=0.9,
-                 help="fraction of 128 x 128 blocks pruned in fc1 and fc2")
-  p.add_argument("--epochs", type=int, default=5)
-  p.add_argument("--batch-size", type=int, default=128)
-  p.add_argument("--lr", type=float, default=1e-3)
-  p.add_argument("--seed", type=int, default=0)
+  _training.add_run_args(p, sparsity=0.9, epochs=5, batch_size=128,
+                         sparsity_help="fraction of 128 x 128 blocks pruned "
+                         "in fc1 and fc2")
   p.add_argument("--rounds", type=int, default=30,
                  help="timing rounds at batch 256")
-  p.add_argument("--data-dir", default=None)
-  p.add_argument("--limit", type=int, default=None,
-                 help="use only the first N training and test examples")
-  args = p.parse_args(argv)
-  if not 0.0 <= args.sparsity < 1.0:
-    p.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
-  if args.epochs < 1:
-    p.error(f"--epochs must be >= 1, got {args.epochs}")
-  if args.limit is not None and args.limit < 1:
-    p.error(f"--limit must be >= 1, got {args.limit}")
-  return args
+  return _training.check_run_args(p, p.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_args(argv)
-  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
-  print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} "
-        f"test examples; MLP {data.x_train.shape[1]} (padded to "
+  data = _training.load_data(args)
+  print(f"MLP {data.x_train.shape[1]} (padded to "
         f"{padded_width(data.x_train.shape[1])}) -> 1024 -> 1024 -> 10, "
         f"block sparsity {args.sparsity}, {args.epochs} epochs")
   return run(data, sparsity=args.sparsity, epochs=args.epochs,

@@ -43,21 +43,8 @@ import sparsejax as sj
 import sparsejax.nn  # noqa: F401  (sj.nn)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import datasets  # noqa: E402  (examples/datasets.py)
-
-
-class MLP(nnx.Module):
-  """``din -> hidden -> hidden -> classes`` with ReLU."""
-
-  def __init__(self, din, *, hidden, num_classes, rngs):
-    self.fc1 = nnx.Linear(din, hidden, rngs=rngs)
-    self.fc2 = nnx.Linear(hidden, hidden, rngs=rngs)
-    self.fc3 = nnx.Linear(hidden, num_classes, rngs=rngs)
-
-  def __call__(self, x):
-    x = jax.nn.relu(self.fc1(x))
-    x = jax.nn.relu(self.fc2(x))
-    return self.fc3(x)
+import _training  # noqa: E402  (examples/_training.py)
+import methods  # noqa: E402  (examples/methods.py)
 
 
 def make_step(block, caps, *, kernel):
@@ -70,9 +57,7 @@ def make_step(block, caps, *, kernel):
     def loss_fn(model):
       with sj.nn.block_sparse_kernels(model, masks, block_shape=block,
                                       capacities=caps, enabled=kernel):
-        logits = model(x)
-      return optax.softmax_cross_entropy_with_integer_labels(
-          logits, y).mean()
+        return _training.loss_fn(model, x, y)
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
@@ -88,13 +73,15 @@ def train(data, *, kernel, block, sparsity, hidden, epochs, batch_size, lr,
   batch_size = min(batch_size, n_train)
   steps_per_epoch = n_train // batch_size
   total = steps_per_epoch * epochs
-  schedule = dict(update_every=update_every, end_step=int(0.75 * total))
   num_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
-  model = MLP(din, hidden=hidden, num_classes=num_classes,
-              rngs=nnx.Rngs(seed))
-  tx = sj.rigl(optax.adam(lr), sparsity=sparsity, granularity=block,
-               where=r"^fc[12]/kernel$", distribution="uniform", seed=seed,
-               **schedule)
+  model = _training.MLP(din, hidden=(hidden, hidden), num_classes=num_classes,
+                        rngs=nnx.Rngs(seed))
+  kw = methods.kwargs("rigl", sparsity=sparsity, total_steps=total,
+                      update_every=update_every, seed=seed, granularity=block,
+                      where=r"^fc[12]/kernel$", distribution="uniform")
+  tx = methods.METHODS["rigl"].factory(optax.adam(lr), **kw)
+  # The steps that update masks run the dense step.
+  schedule = {k: kw[k] for k in ("update_every", "end_step")}
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   masks = sj.get_masks(optimizer.opt_state)
   # Exact zeros from the start, so that both runs see the same model.
@@ -105,10 +92,8 @@ def train(data, *, kernel, block, sparsity, hidden, epochs, batch_size, lr,
   rng = np.random.default_rng(seed)
   ordinary, t = [], 0
   for epoch in range(1, epochs + 1):
-    order = rng.permutation(n_train)
     losses = []
-    for s in range(steps_per_epoch):
-      idx = order[s * batch_size:(s + 1) * batch_size]
+    for idx in _training.batches(rng, n_train, batch_size):
       update = sj.is_mask_update_step(t, **schedule)
       fn = dense_step if update else sparse_step
       start = time.perf_counter()
@@ -117,8 +102,7 @@ def train(data, *, kernel, block, sparsity, hidden, epochs, batch_size, lr,
       if t >= 2 and not update:  # Not the compiling calls.
         ordinary.append(time.perf_counter() - start)
       t += 1
-    logits = nnx.jit(lambda m, x: m(x))(model, data.x_test)
-    acc = float(np.mean(np.argmax(logits, -1) == data.y_test))
+    acc = _training.evaluate(model, data.x_test, data.y_test)
     log(f"  {'kernel' if kernel else 'masked'} epoch {epoch}: loss "
         f"{float(np.mean(losses)):.4f}, test accuracy {acc:.4f}")
   return model, optimizer, acc, ordinary
@@ -156,21 +140,13 @@ def run(data, *, sparsity=0.9, block=(64, 64), hidden=2048, epochs=2,
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--sparsity", type=float, default=0.9,
-                 help="fraction of the blocks of fc1 and fc2 pruned")
+  _training.add_run_args(p, sparsity=0.9, epochs=2, batch_size=1024,
+                         sparsity_help="fraction of the blocks of fc1 and "
+                         "fc2 pruned")
   p.add_argument("--block", type=int, default=64)
   p.add_argument("--hidden", type=int, default=2048)
-  p.add_argument("--epochs", type=int, default=2)
-  p.add_argument("--batch-size", type=int, default=1024)
-  p.add_argument("--lr", type=float, default=1e-3)
   p.add_argument("--update-every", type=int, default=20)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--data-dir", default=None)
-  p.add_argument("--limit", type=int, default=None,
-                 help="use only the first N training and test examples")
-  args = p.parse_args(argv)
-  if not 0.0 <= args.sparsity < 1.0:
-    p.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
+  args = _training.check_run_args(p, p.parse_args(argv))
   if args.hidden % args.block:
     p.error(f"--block {args.block} must divide --hidden {args.hidden}")
   return args
@@ -178,9 +154,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_args(argv)
-  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
-  print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} "
-        f"test examples; MLP -> {args.hidden} -> {args.hidden} -> 10, RigL "
+  data = _training.load_data(args)
+  print(f"MLP -> {args.hidden} -> {args.hidden} -> 10, RigL "
         f"on {args.block} x {args.block} blocks at sparsity {args.sparsity}")
   return run(data, sparsity=args.sparsity, block=(args.block, args.block),
              hidden=args.hidden, epochs=args.epochs,

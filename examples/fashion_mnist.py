@@ -10,20 +10,18 @@ Run, from the repository root::
 
   python examples/fashion_mnist.py --method static --sparsity 0.9 --out runs/
 
-Methods (``--method``):
-
-* ``dense``: plain Adam, the baseline.
-* ``static``: :func:`sparsejax.static_sparse`, a random ERK mask fixed at
-  initialisation.
-* ``magnitude``: :func:`sparsejax.magnitude_pruning` with Zhu & Gupta's
-  gradual cubic schedule, from dense to ``--sparsity`` over the first half of
-  training, layer by layer.
-* ``rigl``, ``set``, ``snfs``, ``srigl``, ``mest``, ``granet``: the dynamic
-  sparse training methods of :mod:`sparsejax.dst` (ERK budgets; RigL, SRigL
-  and GraNet update the mask every 100 steps, SET, SNFS and MEST ten times
-  over training, once an epoch at the default 10 epochs). The figure then
-  gains a panel with, per layer, the fraction of its connections that changed
-  at each mask update.
+Methods (``--method``): ``dense`` (plain Adam, the baseline) and every
+method of the shared registry, ``examples/methods.py``, with its arguments
+for the run's length: ``static`` (a random ERK mask fixed at
+initialisation), ``magnitude`` (Zhu & Gupta's gradual cubic schedule, from
+dense to ``--sparsity`` over the first half of training, layer by layer),
+``random_pruning``, ``movement``; the drop-and-grow methods ``rigl``,
+``srigl``, ``granet`` (mask updates every 100 steps) and ``set``, ``snfs``,
+``mest`` (ten over training, once an epoch at the default 10 epochs), whose
+figure gains a panel with, per layer, the fraction of its connections that
+changed at each mask update; the straight-through methods ``ste``,
+``top_kast`` and ``nm_sparse`` (dense weights, masked forward pass; N:M
+needs ``--sparsity`` 0.5, 0.75, ...).
 
 Data: see ``examples/datasets.py`` (``--data-dir``, ``$SPARSEJAX_DATA_DIR``,
 Debian's ``dataset-fashion-mnist``, a download, else scikit-learn's digits).
@@ -36,11 +34,12 @@ densities over epochs) and ``<out>/fashion_mnist_<method>.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,146 +51,33 @@ from tqdm import tqdm
 import sparsejax as sj
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _training  # noqa: E402  (examples/_training.py)
 import datasets  # noqa: E402  (examples/datasets.py)
-
-
-class LeNet300100(nnx.Module):
-  """LeNet-300-100: ``din -> 300 -> 100 -> 10`` with ReLU."""
-
-  def __init__(self, din: int, *, num_classes: int = 10, rngs: nnx.Rngs):
-    self.fc1 = nnx.Linear(din, 300, rngs=rngs)
-    self.fc2 = nnx.Linear(300, 100, rngs=rngs)
-    self.fc3 = nnx.Linear(100, num_classes, rngs=rngs)
-
-  def __call__(self, x):
-    x = jax.nn.relu(self.fc1(x))
-    x = jax.nn.relu(self.fc2(x))
-    return self.fc3(x)
+import methods  # noqa: E402  (examples/methods.py)
 
 
 # ---------------------------------------------------------------------------
-# Methods. Each maps (inner optimizer, run facts) to the optimizer to train
-# with; a new method is one function and one line in METHODS.
+# Methods: every transform of the shared registry (examples/methods.py), and
+# plain Adam as the dense baseline.
 
-
-def _dense(inner, *, sparsity, total_steps, seed):
-  del sparsity, total_steps, seed
-  return inner
-
-
-def _static(inner, *, sparsity, total_steps, seed):
-  del total_steps
-  return sj.static_sparse(inner, sparsity=sparsity, distribution="erk",
-                          seed=seed)
-
-
-def magnitude_update_every(total_steps: int) -> int:
-  """Steps between mask updates: 100 (Zhu & Gupta), fewer on tiny runs."""
-  return max(1, min(100, total_steps // 20))
-
-
-def _magnitude(inner, *, sparsity, total_steps, seed):
-  del seed  # magnitude pruning is deterministic
-  # Zhu & Gupta's cubic ramp from dense to the target over the first half of
-  # training; the second half fine-tunes at the final sparsity.
-  schedule = optax.polynomial_schedule(
-      init_value=0.0, end_value=sparsity, power=3,
-      transition_steps=max(1, total_steps // 2), transition_begin=0)
-  return sj.magnitude_pruning(
-      inner, sparsity=schedule,
-      update_every=magnitude_update_every(total_steps),
-      distribution="uniform")
-
-
-def _rigl(inner, *, sparsity, total_steps, seed):
-  return sj.rigl(inner, sparsity=sparsity,
-                 end_step=max(1, total_steps * 3 // 4),
-                 update_every=magnitude_update_every(total_steps), seed=seed)
-
-
-def _set(inner, *, sparsity, total_steps, seed):
-  return sj.set_(inner, sparsity=sparsity, distribution="erk", seed=seed,
-                 update_every=max(1, total_steps // 10))
-
-
-def _snfs(inner, *, sparsity, total_steps, seed):
-  return sj.snfs(inner, sparsity=sparsity, distribution="erk", seed=seed,
-                 update_every=max(1, total_steps // 10),
-                 total_steps=total_steps)
-
-
-def _srigl(inner, *, sparsity, total_steps, seed):
-  return sj.srigl(inner, sparsity=sparsity,
-                  end_step=max(1, total_steps * 3 // 4),
-                  update_every=magnitude_update_every(total_steps), seed=seed)
-
-
-def _mest(inner, *, sparsity, total_steps, seed):
-  return sj.mest(inner, sparsity=sparsity, distribution="erk", seed=seed,
-                 update_every=max(1, total_steps // 10),
-                 total_steps=total_steps)
-
-
-def _granet(inner, *, sparsity, total_steps, seed):
-  return sj.granet(inner, sparsity=sparsity, total_steps=total_steps,
-                   update_every=magnitude_update_every(total_steps),
-                   seed=seed)
-
-
-MethodFn = Callable[..., optax.GradientTransformation]
-METHODS: dict[str, MethodFn] = {
-    "dense": _dense,
-    "static": _static,
-    "magnitude": _magnitude,
-    "rigl": _rigl,
-    "set": _set,
-    "snfs": _snfs,
-    "srigl": _srigl,
-    "mest": _mest,
-    "granet": _granet,
-}
+METHODS = ("dense", *methods.METHODS)
 # Methods whose masks change at a fixed budget: the figure shows how much.
-DST_METHODS = ("rigl", "set", "snfs", "srigl", "mest", "granet")
+DST_METHODS = tuple(name for name, m in methods.METHODS.items()
+                    if m.profile in methods.DROP_AND_GROW)
+magnitude_update_every = methods.mask_update_every
 
 
 def make_optimizer(method: str, *, lr: float, sparsity: float,
                    total_steps: int, seed: int) -> optax.GradientTransformation:
   """Adam wrapped by the chosen sparsity method."""
-  if method not in METHODS:
-    raise ValueError(
-        f"method: unknown {method!r}; expected one of {sorted(METHODS)}")
-  return METHODS[method](optax.adam(lr), sparsity=sparsity,
-                         total_steps=total_steps, seed=seed)
+  if method == "dense":
+    return optax.adam(lr)
+  return methods.make(method, optax.adam(lr), sparsity=sparsity,
+                      total_steps=total_steps, seed=seed)
 
 
 # ---------------------------------------------------------------------------
 # Training.
-
-
-def _loss_fn(model, x, y):
-  logits = model(x)
-  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-
-@nnx.jit
-def _train_step(model, optimizer, x, y):
-  loss, grads = nnx.value_and_grad(_loss_fn)(model, x, y)
-  optimizer.update(model, grads)
-  return loss
-
-
-@nnx.jit
-def _num_correct(model, x, y):
-  return jnp.sum(jnp.argmax(model(x), axis=-1) == y)
-
-
-def evaluate(model, x, y, *, batch_size: int = 5000) -> float:
-  """Accuracy of `model` on `(x, y)`."""
-  correct = 0
-  for i in range(0, len(x), batch_size):
-    correct += int(_num_correct(model, x[i:i + batch_size],
-                                y[i:i + batch_size]))
-  return correct / len(x)
 
 
 def _params(model):
@@ -207,6 +93,12 @@ def _layer_densities(params) -> dict[str, float]:
       name = "/".join(str(getattr(k, "key", k)) for k in path)
       densities[name] = float(np.count_nonzero(np.asarray(leaf)) / leaf.size)
   return densities
+
+
+def _forward(model, optimizer, *, masked):
+  """The model with the weights its forward pass uses."""
+  return (_training.forward_model(model, optimizer.opt_state) if masked
+          else model)
 
 
 def _masks(optimizer):
@@ -255,11 +147,15 @@ def train(data: datasets.Dataset, *, method: str = "dense",
   total_steps = steps_per_epoch * epochs
   num_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
 
-  model = LeNet300100(din, num_classes=num_classes, rngs=nnx.Rngs(seed))
+  model = _training.MLP(din, num_classes=num_classes, rngs=nnx.Rngs(seed))
   tx = make_optimizer(method, lr=lr, sparsity=sparsity,
                       total_steps=total_steps, seed=seed)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  if method != "dense":
+  # Straight-through methods keep dense weights: their forward pass, the
+  # evaluation and the densities read the masked ones.
+  masked = method != "dense" and not methods.METHODS[method].exact_zero
+  forward = functools.partial(_forward, masked=masked)
+  if method != "dense" and not masked:
     # The transform zeroes pruned weights through its updates, from the
     # first step on; zeroing them now as well makes that first step's
     # gradient the sparse network's, not the dense initialisation's.
@@ -271,13 +167,14 @@ def train(data: datasets.Dataset, *, method: str = "dense",
 
   history = {
       "epoch": [0],
-      "test_accuracy": [evaluate(model, data.x_test, data.y_test)],
+      "test_accuracy": [_training.evaluate(forward(model, optimizer),
+                                           data.x_test, data.y_test)],
       "train_loss": [float("nan")],
       "epoch_seconds": [0.0],
       # Densities are sampled ~10 times per epoch to show pruning schedules;
       # `density_epoch` holds when (in fractional epochs).
       "density_epoch": [0.0],
-      "densities": [_layer_densities(_params(model))],
+      "densities": [_layer_densities(_params(forward(model, optimizer)))],
       # Drop-and-grow methods: at each mask update, its step and per layer
       # the fraction of the active connections that were replaced.
       "steps_per_epoch": steps_per_epoch,
@@ -288,16 +185,16 @@ def train(data: datasets.Dataset, *, method: str = "dense",
   masks = _masks(optimizer) if track_masks else None
   density_every = max(1, steps_per_epoch // 10)
   for epoch in range(1, epochs + 1):
-    order = rng.permutation(n_train)
     start = time.perf_counter()
     losses = []
-    bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
+    bar = tqdm(_training.batches(rng, n_train, batch_size),
+               total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}",
                disable=not progress, leave=True, file=sys.stderr,
                mininterval=0.5)
-    for step in bar:
-      idx = order[step * batch_size:(step + 1) * batch_size]
-      losses.append(_train_step(model, optimizer, data.x_train[idx],
-                                data.y_train[idx]))
+    for step, idx in enumerate(bar):
+      losses.append(_training.train_step(
+          model, optimizer, data.x_train[idx], data.y_train[idx],
+          masked=masked))
       if track_masks:
         new_masks = _masks(optimizer)
         changed = _layer_values(_changed_fractions(new_masks, masks))
@@ -311,10 +208,12 @@ def train(data: datasets.Dataset, *, method: str = "dense",
       if (step + 1) % density_every == 0 or step + 1 == steps_per_epoch:
         history["density_epoch"].append(epoch - 1 + (step + 1) /
                                         steps_per_epoch)
-        history["densities"].append(_layer_densities(_params(model)))
+        history["densities"].append(
+            _layer_densities(_params(forward(model, optimizer))))
     train_loss = float(jnp.mean(jnp.stack(losses)))
     seconds = time.perf_counter() - start
-    accuracy = evaluate(model, data.x_test, data.y_test)
+    accuracy = _training.evaluate(forward(model, optimizer), data.x_test,
+                                  data.y_test)
     history["epoch"].append(epoch)
     history["test_accuracy"].append(accuracy)
     history["train_loss"].append(train_loss)
@@ -377,46 +276,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       description="Train LeNet-300-100 on Fashion-MNIST with sparsejax.")
   parser.add_argument("--method", choices=sorted(METHODS), default="dense")
-  parser.add_argument("--sparsity", type=float, default=0.9)
-  parser.add_argument("--epochs", type=int, default=10)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--batch-size", type=int, default=128)
-  parser.add_argument("--lr", type=float, default=1e-3,
-                      help="Adam's learning rate")
+  _training.add_run_args(parser, sparsity=0.9, epochs=10, batch_size=128,
+                         sparsity_help="target sparsity of the sparse "
+                         "methods")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"),
                       help="directory for the PNG and the JSON of results")
-  parser.add_argument("--data-dir", default=None,
-                      help="directory with the Fashion-MNIST IDX files")
-  parser.add_argument("--limit", type=int, default=None,
-                      help="use only the first N training and test examples "
-                      "(quick checks)")
   parser.add_argument("--no-progress", action="store_true",
                       help="hide the progress bars")
-  args = parser.parse_args(argv)
-  if not 0.0 <= args.sparsity < 1.0:
-    parser.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
-  if args.epochs < 1:
-    parser.error(f"--epochs must be >= 1, got {args.epochs}")
-  if args.batch_size < 1:
-    parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
-  if args.limit is not None and args.limit < 1:
-    parser.error(f"--limit must be >= 1, got {args.limit}")
-  return args
+  return _training.check_run_args(parser, parser.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
   """Runs the example; returns the results written to the JSON file."""
   args = parse_args(argv)
-  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
-  print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} "
-        f"test examples of {data.x_train.shape[1]} features; method "
-        f"{args.method}, sparsity {args.sparsity}, {args.epochs} epochs")
+  data = _training.load_data(args)
+  print(f"method {args.method}, sparsity {args.sparsity}, {args.epochs} "
+        "epochs")
 
   run = train(data, method=args.method, sparsity=args.sparsity,
               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
               seed=args.seed, progress=not args.no_progress)
   history = run["history"]
-  params = _params(run["model"])
+  masked = args.method != "dense" and not methods.METHODS[
+      args.method].exact_zero
+  params = _params(_forward(run["model"], run["optimizer"], masked=masked))
   masks = None if args.method == "dense" else _masks(run["optimizer"])
   summary = sj.summarize(params, masks)
   accuracy = history["test_accuracy"][-1]

@@ -35,7 +35,6 @@ import sparsejax as sj
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _training  # noqa: E402  (examples/_training.py)
-import datasets  # noqa: E402  (examples/datasets.py)
 
 
 def run(data, *, rounds: int, epochs: int, rate: float, output_rate: float,
@@ -171,8 +170,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
-  print(f"data: {data.name}; {args.rounds} rounds of {args.epochs} epochs, "
+  data = _training.load_data(args)
+  print(f"{args.rounds} rounds of {args.epochs} epochs, "
         f"rate {args.rate} (output layer {args.output_rate}), rewind step "
         f"{args.rewind_step}")
   results = run(data, rounds=args.rounds, epochs=args.epochs, rate=args.rate,

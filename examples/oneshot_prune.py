@@ -38,7 +38,6 @@ import sparsejax as sj
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _training  # noqa: E402  (examples/_training.py)
-import datasets  # noqa: E402  (examples/datasets.py)
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
@@ -68,7 +67,8 @@ def run(data, *, epochs: int, batch_size: int, lr: float, seed: int,
   trained, _ = _training.train(module, variables, data, tx=optax.adam(lr),
                                epochs=epochs, batch_size=batch_size,
                                seed=seed, log=log)
-  dense = _training.evaluate(module, trained, data.x_test, data.y_test)
+  dense = _training.evaluate_variables(module, trained, data.x_test,
+                                       data.y_test)
   if log:
     print(f"dense: test accuracy {dense:.4f} ({time.perf_counter() - start:.0f}"
           " s of training)", file=sys.stderr)
@@ -83,8 +83,8 @@ def run(data, *, epochs: int, batch_size: int, lr: float, seed: int,
       start = time.perf_counter()
       pruned = sj.prune_model(module, calib, variables=trained, method=method,
                               sparsity=sparsity)
-      accuracy = _training.evaluate(module, pruned.params, data.x_test,
-                                    data.y_test)
+      accuracy = _training.evaluate_variables(module, pruned.params,
+                                              data.x_test, data.y_test)
       kept = sum(int(m.sum()) for m in jax.tree.leaves(pruned.masks))
       size = sum(int(m.size) for m in jax.tree.leaves(pruned.masks))
       results["rows"].append({
@@ -137,9 +137,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  data = datasets.load_fashion_mnist(args.data_dir).head(args.limit)
-  print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} "
-        f"test examples; {args.epochs} epochs of dense training")
+  data = _training.load_data(args)
+  print(f"{args.epochs} epochs of dense training")
   results = run(data, epochs=args.epochs, batch_size=args.batch_size,
                 lr=args.lr, seed=args.seed, sparsities=args.sparsities,
                 calibration=args.calibration,

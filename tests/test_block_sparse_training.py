@@ -10,6 +10,8 @@ updates, and the topology changes must compile nothing.
 
 from __future__ import annotations
 
+import functools
+
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -62,6 +64,20 @@ def _data(steps):
   return x, np.tanh(x @ teacher)
 
 
+def _update(model, optimizer, x, y, *, caps, sparse):
+  """One step, on the block-sparse kernels when ``sparse``; the loss."""
+  masks = sj.get_masks(optimizer.opt_state)
+
+  def loss_fn(model):
+    with sj.nn.block_sparse_kernels(model, masks, block_shape=BLOCK,
+                                    capacities=caps, enabled=sparse):
+      return jnp.mean((model(x) - y) ** 2)
+
+  loss, grads = nnx.value_and_grad(loss_fn)(model)
+  optimizer.update(model, grads)
+  return loss
+
+
 def _train(name, *, kernel):
   make_tx, schedule = TRANSFORMS[name]
   model = MLP(nnx.Rngs(0))
@@ -70,21 +86,8 @@ def _train(name, *, kernel):
   # Pruned weights are zero from the start, so both runs see the same model.
   nnx.update(model, sj.masks.apply(nnx.state(model, nnx.Param), masks))
   caps = sj.nn.block_capacities(masks, BLOCK)
-
-  def step(model, optimizer, x, y, *, sparse):
-    masks = sj.get_masks(optimizer.opt_state)
-
-    def loss_fn(model):
-      with sj.nn.block_sparse_kernels(model, masks, block_shape=BLOCK,
-                                      capacities=caps, enabled=sparse):
-        return jnp.mean((model(x) - y) ** 2)
-
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    optimizer.update(model, grads)
-    return loss
-
-  sparse_step = nnx.jit(lambda m, o, x, y: step(m, o, x, y, sparse=True))
-  dense_step = nnx.jit(lambda m, o, x, y: step(m, o, x, y, sparse=False))
+  sparse_step = nnx.jit(functools.partial(_update, caps=caps, sparse=True))
+  dense_step = nnx.jit(functools.partial(_update, caps=caps, sparse=False))
   xs, ys = _data(STEPS)
   losses, history, updates = [], [], 0
   for t in range(STEPS):
@@ -135,25 +138,14 @@ def test_topology_changes_compile_nothing():
                  update_every=3, granularity=BLOCK, where=WHERE)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     caps = sj.nn.block_capacities(sj.get_masks(optimizer.opt_state), BLOCK)
-
-    @nnx.jit(static_argnames="sparse")
-    def step(model, optimizer, x, y, sparse):
-      masks = sj.get_masks(optimizer.opt_state)
-
-      def loss_fn(model):
-        with sj.nn.block_sparse_kernels(model, masks, block_shape=BLOCK,
-                                        capacities=caps, enabled=sparse):
-          return jnp.mean((model(x) - y) ** 2)
-
-      loss, grads = nnx.value_and_grad(loss_fn)(model)
-      optimizer.update(model, grads)
-      return loss
+    step = nnx.jit(functools.partial(_update, caps=caps),
+                   static_argnames="sparse")
 
     xs, ys = _data(30)
     seen = []
     for t in range(30):
       update = sj.is_mask_update_step(t, update_every=3, end_step=1000)
-      step(model, optimizer, xs[t], ys[t], not update)
+      step(model, optimizer, xs[t], ys[t], sparse=not update)
       m = sj.get_masks(optimizer.opt_state)
       seen.append(np.concatenate([np.asarray(m["fc1"]["kernel"]).ravel(),
                                   np.asarray(m["fc2"]["kernel"]).ravel()]))

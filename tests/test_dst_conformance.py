@@ -8,6 +8,8 @@ keep the kernel's sharding, pruned weights are exactly zero, and the nonzero
 counts follow each method's rule.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,24 +17,18 @@ import optax
 import pytest
 
 import sparsejax as sj
+from transform_cases import methods
 
+# Every drop-and-grow method of the shared registry (examples/methods.py).
+# Uniform budgets, so that each leaf's count is known; GraNet reaches its
+# final sparsity at step 4.
 METHODS = {
-    "rigl": lambda inner, **kw: sj.rigl(
-        inner, sparsity=0.75, end_step=100, update_every=2,
-        distribution="uniform", **kw),
-    "set": lambda inner, **kw: sj.set_(
-        inner, sparsity=0.75, update_every=2, distribution="uniform", **kw),
-    "snfs": lambda inner, **kw: sj.snfs(
-        inner, sparsity=0.75, update_every=2, total_steps=100, **kw),
-    "srigl": lambda inner, **kw: sj.srigl(
-        inner, sparsity=0.75, end_step=100, update_every=2,
-        distribution="uniform", **kw),
-    "mest": lambda inner, **kw: sj.mest(
-        inner, sparsity=0.75, update_every=2, total_steps=100, **kw),
-    "granet": lambda inner, **kw: sj.granet(
-        inner, sparsity=0.75, total_steps=100, update_every=2, prune_end=4,
-        **kw),
-}
+    name: functools.partial(
+        methods.make, name, sparsity=0.75, total_steps=100, update_every=2,
+        distribution="uniform", **({"prune_end": 4} if name == "granet"
+                                   else {}))
+    for name, method in methods.METHODS.items()
+    if method.profile in methods.DROP_AND_GROW}
 
 INNERS = {
     "adam": lambda: optax.adam(1e-2),

@@ -19,30 +19,18 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-import sparsejax as sj
+from transform_cases import methods
 
 NEVER = 10**9
 
+# Every method of the shared registry (examples/methods.py), with mask
+# updates so rare that the compiled step is the steady one; the gradual
+# methods hold their target from step 0 (0.75: N:M is 1:4).
 TRANSFORMS = {
-    "rigl": lambda inner: sj.rigl(inner, sparsity=0.9, end_step=NEVER,
-                                  update_every=NEVER),
-    "set": lambda inner: sj.set_(inner, sparsity=0.9, update_every=NEVER),
-    "snfs": lambda inner: sj.snfs(inner, sparsity=0.9, update_every=NEVER,
-                                  total_steps=NEVER),
-    "magnitude": lambda inner: sj.magnitude_pruning(
-        inner, sparsity=lambda count: 0.9, update_every=NEVER),
-    "random_pruning": lambda inner: sj.random_pruning(
-        inner, sparsity=lambda count: 0.9, update_every=NEVER),
-    "srigl": lambda inner: sj.srigl(inner, sparsity=0.9, end_step=NEVER,
-                                    update_every=NEVER),
-    "mest": lambda inner: sj.mest(inner, sparsity=0.9, update_every=NEVER,
-                                  total_steps=NEVER),
-    "granet": lambda inner: sj.granet(inner, sparsity=0.9,
-                                      update_every=NEVER, total_steps=NEVER),
-    "ste": lambda inner: sj.ste(inner, sparsity=lambda count: 0.9,
-                                update_every=NEVER),
-    "nm_sparse": lambda inner: sj.nm_sparse(inner, n=2, m=4),
-}
+    name: functools.partial(methods.make, name, sparsity=0.75,
+                            total_steps=NEVER, update_every=NEVER,
+                            ramp_steps=0)
+    for name in methods.METHODS}
 
 
 def _params():

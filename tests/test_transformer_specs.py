@@ -17,7 +17,7 @@ from flax import nnx
 
 import sparsejax as sj
 import transformer_models as tm
-from transform_cases import CASES as _PRUNING_CASES
+from transform_cases import CASES as _CASES
 
 L = 3
 
@@ -260,24 +260,9 @@ def test_moe_experts_get_their_own_budgets():
   assert sj.get_masks(state)["moe"]["router_kernel"] is None
 
 
-_DST = {
-    "rigl": lambda inner, **kw: sj.rigl(inner, sparsity=0.8, end_step=20,
-                                        update_every=1, **kw),
-    "set": lambda inner, **kw: sj.set_(inner, sparsity=0.8, update_every=1,
-                                       **kw),
-    "snfs": lambda inner, **kw: sj.snfs(inner, sparsity=0.8, update_every=1,
-                                        total_steps=20, **kw),
-    "srigl": lambda inner, **kw: sj.srigl(inner, sparsity=0.8, end_step=20,
-                                          update_every=1, **kw),
-    "mest": lambda inner, **kw: sj.mest(inner, sparsity=0.8, update_every=1,
-                                        total_steps=20, **kw),
-    "granet": lambda inner, **kw: sj.granet(
-        inner, sparsity=0.8, update_every=1, prune_end=10, total_steps=20,
-        **kw),
-}
-_ALL = {**{n: (lambda inner, c=c, **kw: c.factory(inner, **c.kwargs, **kw),
-               c.exact_zero) for n, c in _PRUNING_CASES.items()},
-        **{n: (f, True) for n, f in _DST.items()}}
+# Every method of the shared registry and the conformance variants.
+_ALL = {n: (lambda inner, c=c, **kw: c.factory(inner, **c.kwargs, **kw),
+            c.exact_zero) for n, c in _CASES.items()}
 
 
 @pytest.mark.parametrize("name", sorted(_ALL))
