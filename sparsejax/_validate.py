@@ -13,10 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-
-def is_concrete(value: Any) -> bool:
-  """True when ``value`` holds a value known at trace time."""
-  return not isinstance(value, jax.core.Tracer)
+from sparsejax._tree import is_concrete
 
 
 def _where(path: str | None) -> str:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sparsejax.activations import _validation
+from sparsejax import _validate
 
 _PER = ("tensor", "channel")
 _SCORES = ("magnitude", "wina")
@@ -102,11 +102,11 @@ def calibrate(samples: jax.Array, sparsity: float, *, per: str = "tensor",
   if not isinstance(sparsity, numbers.Real) or isinstance(sparsity, bool):
     raise ValueError("sparsity must be a Python float (it fixes the order "
                      f"statistic), got {sparsity!r}.")
-  _validation.check_fraction(sparsity, "sparsity")
+  _validate.check_fraction(sparsity, "sparsity")
   samples = jnp.asarray(samples)
   if not jnp.issubdtype(samples.dtype, jnp.floating):
     raise ValueError(f"samples must be floating point, got {samples.dtype}.")
-  axis = _validation.check_axis(samples.ndim, axis)
+  axis = _validate.check_axis(samples.ndim, axis)
   d = samples.shape[axis]
   mag = jnp.moveaxis(jnp.abs(samples), axis, -1).reshape(-1, d)
   if mag.shape[0] == 0:
@@ -203,10 +203,10 @@ def greedy_allocation(error_fn: Callable[[tuple[float, ...]], float],
   if not sizes or any(not n > 0 for n in sizes):
     raise ValueError(f"sizes must be a non-empty list of positive numbers, "
                      f"got {sizes!r}.")
-  _validation.check_fraction(step, "step", allow_zero=False, allow_one=True)
-  _validation.check_fraction(max_sparsity, "max_sparsity", allow_zero=False,
+  _validate.check_fraction(step, "step", allow_zero=False, allow_one=True)
+  _validate.check_fraction(max_sparsity, "max_sparsity", allow_zero=False,
                              allow_one=True)
-  _validation.check_fraction(target, "target", allow_one=True)
+  _validate.check_fraction(target, "target", allow_one=True)
   if target > max_sparsity:
     raise ValueError(f"target={target} exceeds max_sparsity={max_sparsity}, "
                      "so it cannot be reached.")

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sparsejax.activations import _validation
+from sparsejax import _validate
 
 
 def l1_penalty(activations) -> jax.Array:
@@ -123,7 +123,7 @@ def fatrelu(x: jax.Array, threshold=0.0) -> jax.Array:
     Inference on Deep Neural Networks
     <https://proceedings.mlr.press/v119/kurtz20a.html>`_, 2020.
   """
-  if _validation.is_concrete(threshold) and jnp.any(
+  if _validate.is_concrete(threshold) and jnp.any(
       jnp.asarray(threshold) < 0):
     raise ValueError(f"threshold must be non-negative, got {threshold!r}.")
   x = jnp.asarray(x)

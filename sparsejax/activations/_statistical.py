@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
-from sparsejax.activations import _validation
+from sparsejax import _validate
 
 _POST_ACTIVATION_NOTE = """
   The cutoff assumes the entries of a row are roughly Gaussian, which holds
@@ -44,8 +44,8 @@ def statistical_topk_cutoff(x: jax.Array, sparsity, *,
     Array([0.], dtype=float32)
   """
   x = jnp.asarray(x)
-  axis = _validation.check_axis(x.ndim, axis)
-  _validation.check_fraction(sparsity, "sparsity", allow_zero=False)
+  axis = _validate.check_axis(x.ndim, axis)
+  _validate.check_fraction(sparsity, "sparsity", allow_zero=False)
   dtype = jnp.promote_types(x.dtype, jnp.float32)
   xf = x.astype(dtype)
   mean = jnp.mean(xf, axis=axis, keepdims=True)

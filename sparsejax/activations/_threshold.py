@@ -4,7 +4,7 @@
 import jax
 import jax.numpy as jnp
 
-from sparsejax.activations import _validation
+from sparsejax import _validate
 
 
 def _broadcast_threshold(t: jax.Array, x: jax.Array, axis: int) -> jax.Array:
@@ -39,7 +39,7 @@ def threshold_mask(x: jax.Array, t, *, axis: int = -1) -> jax.Array:
     Array([False,  True,  True], dtype=bool)
   """
   x = jnp.asarray(x)
-  axis = _validation.check_axis(x.ndim, axis)
+  axis = _validate.check_axis(x.ndim, axis)
   t = jnp.asarray(t)
   return jnp.abs(x) > _broadcast_threshold(t, x, axis).astype(x.dtype)
 

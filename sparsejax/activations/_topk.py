@@ -6,7 +6,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from sparsejax.activations import _validation
+from sparsejax import _validate
 
 
 def _check_k(k, d: int) -> int:
@@ -43,7 +43,7 @@ def topk_mask(x: jax.Array, k: int, *, axis: int = -1) -> jax.Array:
     Array([False,  True,  True, False], dtype=bool)
   """
   x = jnp.asarray(x)
-  axis = _validation.check_axis(x.ndim, axis)
+  axis = _validate.check_axis(x.ndim, axis)
   d = x.shape[axis]
   k = _check_k(k, d)
   if k == 0:

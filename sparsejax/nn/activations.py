@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from pallas_kernels.sparse_input import sparse_input_matmul
 from sparsejax import _capture
 from sparsejax import activations as _act
-from sparsejax.activations import _validation
+from sparsejax import _validate
 
 __all__ = (
     "ActivationThreshold",
@@ -83,7 +83,7 @@ class StatisticalTopK(nnx.Module):
   """
 
   def __init__(self, sparsity: float, *, axis: int = -1, hard: bool = False):
-    _validation.check_fraction(sparsity, "sparsity", allow_zero=False)
+    _validate.check_fraction(sparsity, "sparsity", allow_zero=False)
     self.sparsity = float(sparsity)
     self.axis = axis
     self.hard = bool(hard)
@@ -145,7 +145,7 @@ class Threshold(nnx.Module):
         or isinstance(num_features, bool) or num_features <= 0):
       raise ValueError(f"num_features must be a positive int, got "
                        f"{num_features!r}.")
-    _validation.check_fraction(sparsity, "sparsity")
+    _validate.check_fraction(sparsity, "sparsity")
     if per not in ("tensor", "channel"):
       raise ValueError(f'per must be "tensor" or "channel", got {per!r}.')
     if score not in ("magnitude", "wina"):
@@ -291,7 +291,7 @@ def _set_thresholds(m: Threshold, path: tuple, stack_axes: tuple[int, ...],
       raise ValueError(f"the Threshold at path {path}{where} was not called "
                        "by forward, so it has no calibration data.")
     inputs = [d[0] for d in deliveries]
-    axis = _validation.check_axis(inputs[0].ndim, m.axis)
+    axis = _validate.check_axis(inputs[0].ndim, m.axis)
     samples = jnp.concatenate(
         [jnp.moveaxis(jnp.asarray(s), axis, -1).reshape(-1, m.num_features)
          for s in inputs])
