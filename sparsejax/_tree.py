@@ -145,18 +145,22 @@ def is_concrete(x: Any) -> bool:
 
 def compile_where(
     where: Callable[[str, Any], bool] | str | None,
+    default: Callable[[str, Any], bool] | None = None,
 ) -> Callable[[str, Any], bool]:
   """Normalises a leaf rule into ``(path, leaf) -> bool``.
 
   Args:
-    where: ``None`` (leaves with ``ndim >= 2``), a regular expression searched
-      in the leaf's ``/``-joined path, or a callable ``(path, leaf) -> bool``.
+    where: ``None`` (``default``), a regular expression searched in the
+      leaf's ``/``-joined path, or a callable ``(path, leaf) -> bool``.
+    default: the rule for ``where=None``; default: leaves with
+      ``ndim >= 2``.
 
   Returns:
     A callable ``(path, leaf) -> bool``.
   """
   if where is None:
-    return lambda path, leaf: leaf is not None and np.ndim(leaf) >= 2
+    return default or (lambda path, leaf: leaf is not None and
+                       np.ndim(leaf) >= 2)
   if isinstance(where, str):
     try:
       pattern = re.compile(where)

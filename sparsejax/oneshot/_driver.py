@@ -11,7 +11,6 @@ Linen modules: ``nn.Dense`` calls are recorded eagerly with
 ``nn.intercept_methods``.
 """
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -60,19 +59,8 @@ def _prune_layer(method, w, x, sparsity, nm, *, blocksize, percdamp,
 
 
 def _compile_where(where: Any) -> Callable[[str, Any], bool]:
-  if where is None:
-    return lambda path, module: True
-  if isinstance(where, str):
-    try:
-      pattern = re.compile(where)
-    except re.error as e:
-      raise ValueError(f"`where` is not a valid regular expression: {e}")
-    return lambda path, module: pattern.search(path) is not None
-  if callable(where):
-    return lambda path, module: bool(where(path, module))
-  raise ValueError(
-      "`where` must be None, a regular expression or a callable "
-      f"(path, module) -> bool, got {type(where).__name__}.")
+  """A ``(path, module) -> bool`` rule; ``None`` selects every module."""
+  return _tree.compile_where(where, default=lambda path, module: True)
 
 
 def _batches(calibration: Any) -> list[Any]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from sparsejax import _specs
 from sparsejax import _tree
+from sparsejax import _rules
 from sparsejax import masks as _masks
 
 __all__ = (
@@ -44,21 +45,9 @@ def _check_rate(rate: Any, name: str) -> float:
 
 
 def _rate_rules(overrides: Any) -> list[tuple[re.Pattern, float]]:
-  if overrides is None:
-    return []
-  if not isinstance(overrides, dict):
-    raise ValueError(
-        "`overrides` must be a dict {regex over the leaf path: rate}, got "
-        f"{type(overrides).__name__}.")
-  rules = []
-  for pattern, rate in overrides.items():
-    try:
-      compiled = re.compile(pattern)
-    except (re.error, TypeError) as e:
-      raise ValueError(f"`overrides` key {pattern!r} is not a regular "
-                       f"expression: {e}") from None
-    rules.append((compiled, _check_rate(rate, f"overrides[{pattern!r}]")))
-  return rules
+  return [(pattern, _check_rate(rate, f"overrides[{pattern.pattern!r}]"))
+          for pattern, rate in _rules.compile_patterns(overrides,
+                                                       "overrides")]
 
 
 def imp_prune(
