@@ -36,7 +36,8 @@ def _cosine(alpha, end, t):
   return 0.0 if t >= end else 0.5 * alpha * (1 + math.cos(math.pi * t / end))
 
 
-@pytest.mark.parametrize("exploration", [0.0, 0.05])
+@pytest.mark.parametrize("exploration", [
+    pytest.param(0.0, marks=pytest.mark.slow), 0.05])
 def test_masks_match_numpy_reference(exploration):
   shapes = {"a": (12, 8), "b": (8, 6)}
   end, every, alpha = 12, 2, 0.5
