@@ -412,7 +412,7 @@ def test_mest_prunes_by_magnitude_and_keeps_nnz():
   w0 = rng.normal(size=(10, 10)).astype(np.float32)
   g0 = rng.normal(size=(10, 10)).astype(np.float32)
   tx = sj.mest(optax.sgd(0.0), sparsity=0.6, update_every=1, total_steps=100,
-               mutation_rate=0.25, grad_weight=0.5)
+               drop_fraction=0.25, grad_weight=0.5)
   state = tx.init({"w": jnp.asarray(w0)})
   old = np.asarray(sj.get_masks(state)["w"])
   w = w0 * old
@@ -473,7 +473,7 @@ def test_block_granularity_keeps_whole_blocks(method):
       "srigl": lambda: sj.srigl(optax.adam(1e-2), sparsity=0.75, end_step=50,
                                 update_every=1, granularity=(2, 4)),
       "mest": lambda: sj.mest(optax.adam(1e-2), sparsity=0.75, update_every=1,
-                              total_steps=50, mutation_rate=0.3,
+                              total_steps=50, drop_fraction=0.3,
                               granularity=(2, 4)),
       "granet": lambda: sj.granet(optax.adam(1e-2), sparsity=0.75,
                                   total_steps=50, update_every=1,
@@ -526,6 +526,6 @@ def test_bad_arguments_raise():
   with pytest.raises(ValueError, match="granularity"):
     sj.rigl(inner, sparsity=0.5, end_step=10, granularity=(3, 3)).init(
         {"w": jnp.ones((4, 4))})
-  with pytest.raises(ValueError, match="mutation_rate"):
+  with pytest.raises(ValueError, match="drop_fraction"):
     sj.mest(inner, sparsity=0.5, update_every=1, total_steps=10,
-            mutation_rate=-0.1)
+            drop_fraction=-0.1)

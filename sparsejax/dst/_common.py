@@ -98,6 +98,14 @@ def cosine_drop_fraction(alpha: float, begin_step: int,
   return schedule
 
 
+def drop_schedule(drop_fraction: Any, begin_step: int,
+                  end_step: int) -> Callable[[Any], Any]:
+  """A schedule as given, else RigL's cosine decay from a float."""
+  if callable(drop_fraction):
+    return drop_fraction
+  return cosine_drop_fraction(drop_fraction, begin_step, end_step)
+
+
 def cosine_annealing(start: float, end: float,
                      total_steps: int) -> Callable[[Any], jax.Array]:
   """PyTorch's ``CosineAnnealingLR`` from ``start`` to ``end`` over steps."""

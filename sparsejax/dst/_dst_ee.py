@@ -68,9 +68,7 @@ def dst_ee(inner: optax.GradientTransformation, *, sparsity: float,
                            allow_schedule=True)
   if not exploration >= 0:
     raise ValueError(f"`exploration` must be >= 0, got {exploration!r}.")
-  schedule = (drop_fraction if callable(drop_fraction) else
-              _common.cosine_drop_fraction(drop_fraction, begin_step,
-                                           end_step))
+  schedule = _common.drop_schedule(drop_fraction, begin_step, end_step)
 
   def init(i: _method.MaskInit):
     masks, _ = _method.random_init(i)

@@ -24,8 +24,7 @@ def granet(
     update_every: int = 100,
     prune_begin: int = 0,
     prune_end: int | None = None,
-    prune_rate: float = 0.5,
-    prune_rate_min: float = 0.005,
+    drop_fraction: Any = 0.5,
     distribution: str | Callable[[Any], Any] = "erk",
     granularity: Any = "element",
     where: Any = None,
@@ -48,8 +47,8 @@ def granet(
   2. zero-cost neuroregeneration (``truncate_weights``): each sparse leaf drops
      ``ceil(r_t * nnz)`` active weights of smallest :math:`|w|` and grows as
      many, those of largest :math:`|g|` among the positions not kept, with
-     ``r_t`` cosine-annealed per step from ``prune_rate`` to
-     ``prune_rate_min`` over ``total_steps`` (``CosineDecay``).
+     ``r_t`` cosine-annealed per step from ``drop_fraction`` to 0.005 over
+     ``total_steps`` (``CosineDecay``).
 
   Gradients are masked and the inner optimizer's slots are zeroed at grown
   positions (the reference multiplies the momentum buffer by the mask each
@@ -69,8 +68,8 @@ def granet(
     prune_begin: first step of the pruning schedule.
     prune_end: last pruning step (default: ``0.6875 * total_steps``, GraNet's
       ``final_prune_epoch=110`` of 160 epochs).
-    prune_rate: initial regeneration fraction (0.5).
-    prune_rate_min: final regeneration fraction (0.005).
+    drop_fraction: the regeneration fraction: a float, cosine-annealed from
+      it to 0.005 over ``total_steps``, or an optax schedule used as it is.
     distribution: initial per-leaf budgets (``"erk"``, ``"er"``,
       ``"uniform"``).
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
@@ -123,7 +122,10 @@ def granet(
   target = optax.polynomial_schedule(
       init_value=1.0 - init_density, end_value=sparsity, power=3,
       transition_steps=prune_end - prune_begin, transition_begin=prune_begin)
-  rate_at = _common.cosine_annealing(prune_rate, prune_rate_min, total_steps)
+  _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
+                           allow_schedule=True)
+  rate_at = (drop_fraction if callable(drop_fraction) else
+             _common.cosine_annealing(drop_fraction, 0.005, total_steps))
 
   def update_masks(u: _method.MaskUpdate):
     items = _method.sparse_items(

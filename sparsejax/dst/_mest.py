@@ -31,9 +31,9 @@ def mest(
     inner: optax.GradientTransformation,
     *,
     sparsity: float,
-    update_every: int,
     total_steps: int,
-    mutation_rate: Any = None,
+    update_every: int = 100,
+    drop_fraction: Any = None,
     grad_weight: float = 0.0,
     distribution: str | Callable[[Any], Any] = "uniform",
     begin_step: int = 0,
@@ -68,8 +68,9 @@ def mest(
     sparsity: overall target sparsity in ``[0, 1)``.
     update_every: steps between mask updates.
     total_steps: training length (for the default mutation schedule).
-    mutation_rate: ``m_t``, a fraction of each leaf's active weights, as a
-      float or an optax schedule; default :func:`mest_mutation_schedule`.
+    drop_fraction: the mutation rate ``m_t``, a fraction of each leaf's
+      active weights, as a float or an optax schedule; default
+      :func:`mest_mutation_schedule`.
     grad_weight: :math:`\lambda` of the drop score.
     distribution: per-leaf budgets: ``"uniform"``, ``"er"``, ``"erk"`` or a
       callable ``params -> per-leaf sparsities``.
@@ -90,7 +91,7 @@ def mest(
     >>> import sparsejax as sj
     >>> params = {'w': jax.random.normal(jax.random.key(0), (10, 10))}
     >>> tx = sj.mest(optax.sgd(0.1), sparsity=0.5, update_every=1,
-    ...              total_steps=100, mutation_rate=0.2)
+    ...              total_steps=100, drop_fraction=0.2)
     >>> state = tx.init(params)
     >>> _, new_state = tx.update(params, state, params)
     >>> old, new = sj.get_masks(state)['w'], sj.get_masks(new_state)['w']
@@ -104,13 +105,13 @@ def mest(
   _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
   update_every = _validate.check_positive_int(update_every, "update_every")
   total_steps = _validate.check_positive_int(total_steps, "total_steps")
-  if mutation_rate is None:
-    mutation_rate = mest_mutation_schedule(total_steps)
-  _validate.check_fraction(mutation_rate, "mutation_rate", allow_one=True,
+  if drop_fraction is None:
+    drop_fraction = mest_mutation_schedule(total_steps)
+  _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
                            allow_schedule=True)
   if not grad_weight >= 0.0:
     raise ValueError(f"`grad_weight` must be >= 0, got {grad_weight}.")
-  schedule = _common.as_schedule(mutation_rate)
+  schedule = _common.as_schedule(drop_fraction)
 
   def update_masks(u: _method.MaskUpdate):
     score = jax.tree.map(jnp.abs, _method.pooled(u, u.params))

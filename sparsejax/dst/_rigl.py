@@ -20,8 +20,7 @@ def rigl(
     sparsity: float,
     end_step: int,
     update_every: int = 100,
-    drop_fraction: float = 0.3,
-    drop_fraction_schedule: Callable[[Any], Any] | None = None,
+    drop_fraction: Any = 0.3,
     distribution: str | Callable[[Any], Any] = "erk",
     grow_init: str = "zeros",
     begin_step: int = 0,
@@ -66,9 +65,10 @@ def rigl(
     end_step: last step at which the mask may change (RigL: about 75% of
       training).
     update_every: steps between mask updates (RigL's ``ΔT``).
-    drop_fraction: ``alpha``, the drop fraction at ``begin_step``.
-    drop_fraction_schedule: an optax schedule ``step -> fraction`` replacing
-      the cosine one (it is still 0 from ``end_step`` on).
+    drop_fraction: ``alpha``, the drop fraction at ``begin_step`` (the
+      cosine decays it to 0 at ``end_step``), or an optax schedule
+      ``step -> fraction`` replacing the cosine one (still 0 from
+      ``end_step`` on).
     distribution: per-leaf budgets: ``"erk"``, ``"er"``, ``"uniform"`` or a
       callable ``params -> per-leaf sparsities`` (then ``sparsity=None``).
     grow_init: initial value of grown weights; ``"zeros"`` only.
@@ -107,13 +107,7 @@ def rigl(
   _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
                            allow_schedule=True)
   _common.check_grow_init(grow_init)
-  if drop_fraction_schedule is not None and not callable(
-      drop_fraction_schedule):
-    raise ValueError(
-        "`drop_fraction_schedule` must be an optax schedule, got "
-        f"{drop_fraction_schedule!r}.")
-  schedule = drop_fraction_schedule or _common.cosine_drop_fraction(
-      drop_fraction, begin_step, end_step)
+  schedule = _common.drop_schedule(drop_fraction, begin_step, end_step)
 
   def update_masks(u: _method.MaskUpdate):
     fraction = schedule(u.count)

@@ -31,7 +31,7 @@ def set_(
     inner: optax.GradientTransformation,
     *,
     sparsity: float,
-    update_every: int,
+    update_every: int = 100,
     drop_fraction: Any = 0.3,
     drop: str = "sign_split",
     distribution: str | Callable[[Any], Any] = "er",

@@ -119,10 +119,9 @@ def snfs(
     inner: optax.GradientTransformation,
     *,
     sparsity: float,
-    update_every: int,
     total_steps: int,
-    prune_rate: float = 0.5,
-    prune_rate_min: float = 0.005,
+    update_every: int = 100,
+    drop_fraction: Any = 0.5,
     distribution: str | Callable[[Any], Any] = "uniform",
     cap: float = 0.99,
     begin_step: int | None = None,
@@ -144,7 +143,7 @@ def snfs(
      the ``trace`` for SGD with momentum);
   2. each leaf removes ``ceil(p_t * nnz)`` active weights of smallest
      :math:`|w|`, where ``p_t`` is the prune rate, cosine-annealed per step
-     from ``prune_rate`` to ``prune_rate_min`` over ``total_steps``
+     from ``drop_fraction`` to 0.005 over ``total_steps``
      (``CosineDecay``); a leaf less than 20% sparse whose share is above
      average removes at most its sparsity (``adjust_prune_rate``);
   3. the removed total is regrown across leaves in proportion to the shares,
@@ -165,8 +164,9 @@ def snfs(
     sparsity: overall target sparsity in ``[0, 1)``.
     update_every: steps between mask updates (the steps of one epoch).
     total_steps: training length, the period of the prune-rate cosine.
-    prune_rate: initial prune rate (0.5).
-    prune_rate_min: final prune rate (0.005, the reference's ``eta_min``).
+    drop_fraction: the prune rate: a float, cosine-annealed from it to
+      0.005 (the reference's ``eta_min``) over ``total_steps``, or an optax
+      schedule used as it is.
     distribution: initial per-leaf budgets (SNFS: ``"uniform"``).
     cap: fraction of a leaf's free positions it may regrow (0.99).
     begin_step: first mask-update step (default ``update_every``).
@@ -203,12 +203,13 @@ def snfs(
   _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
   update_every = _validate.check_positive_int(update_every, "update_every")
   total_steps = _validate.check_positive_int(total_steps, "total_steps")
-  _validate.check_fraction(prune_rate, "prune_rate", allow_one=True)
-  _validate.check_fraction(prune_rate_min, "prune_rate_min", allow_one=True)
+  _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
+                           allow_schedule=True)
   _validate.check_fraction(cap, "cap", allow_zero=False, allow_one=True)
   if begin_step is None:
     begin_step = update_every
-  rate_at = _common.cosine_annealing(prune_rate, prune_rate_min, total_steps)
+  rate_at = (drop_fraction if callable(drop_fraction) else
+             _common.cosine_annealing(drop_fraction, 0.005, total_steps))
 
   def update_masks(u: _method.MaskUpdate):
     momentum = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),

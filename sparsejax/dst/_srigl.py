@@ -50,7 +50,7 @@ def srigl(
     sparsity: float,
     end_step: int,
     update_every: int = 100,
-    drop_fraction: float = 0.3,
+    drop_fraction: Any = 0.3,
     min_salient_weights_per_neuron: float = 0.3,
     ablation: bool = True,
     distribution: str | Callable[[Any], Any] = "erk",
@@ -95,7 +95,8 @@ def srigl(
     sparsity: overall target sparsity in ``[0, 1)``.
     end_step: last step at which the mask may change.
     update_every: steps between mask updates.
-    drop_fraction: ``alpha`` of the cosine drop fraction.
+    drop_fraction: ``alpha`` of the cosine drop fraction, or an optax
+      schedule replacing the cosine one (still 0 from ``end_step`` on).
     min_salient_weights_per_neuron: ``gamma_sal`` (0.3).
     ablation: ablate neurons (``dynamic_ablation``).
     distribution: per-leaf budgets (``"erk"``).
@@ -131,7 +132,7 @@ def srigl(
                            allow_schedule=True)
   _validate.check_fraction(min_salient_weights_per_neuron,
                            "min_salient_weights_per_neuron", allow_one=True)
-  schedule = _common.cosine_drop_fraction(drop_fraction, begin_step, end_step)
+  schedule = _common.drop_schedule(drop_fraction, begin_step, end_step)
   gamma = float(min_salient_weights_per_neuron)
 
   def one_leaf(m, w, gr, budget, ablate_ok, fraction):
