@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import sparsejax as sj  # noqa: F401  (the library under demonstration)
+import sparsejax as sj
 from sparsejax.nn import MoE
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -48,9 +48,9 @@ EXPERTS = 8
 EXPERT_HIDDEN = 64
 VARIANTS = {
     "dense": None,
-    "top1": dict(k=1, router="switch", capacity_factor=1.25),
-    "top2": dict(k=2, router="top_k", capacity_factor=None),
-    "expert_choice": dict(k=2, router="expert_choice"),
+    "top1": dict(router=sj.moe.switch(capacity_factor=1.25)),
+    "top2": dict(router=sj.moe.top_k(2, capacity_factor=None)),
+    "expert_choice": dict(router=sj.moe.expert_choice(capacity_factor=2.0)),
 }
 
 
