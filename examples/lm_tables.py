@@ -20,7 +20,10 @@ Tables::
               at equal active parameters, same step budget, --seeds seeds
               (default 1): validation bpb and load balance; the PNG has the
               bpb of each model and every layer's load coefficient of
-              variation
+              variation. A control row: Switch with one expert, the dense
+              model with a plain silu MLP in place of the SwiGLU (same
+              weights), which separates what the gating is worth from what
+              the experts are
 
 Run: ``python examples/lm_tables.py sparse --steps 2000 --out runs/``;
 ``--tiny`` uses the test-size model.
@@ -62,6 +65,8 @@ def commands(args) -> list[list[str]]:
       for router in MOE:
         runs.append(["--moe", router, "--experts", str(args.experts),
                      "--seed", str(seed)] + train)
+      runs.append(["--moe", "switch", "--experts", "1", "--seed",
+                   str(seed)] + train)
     return runs
   if args.table == "sparse":
     methods = SPARSE + (MORE if args.more else ())
@@ -163,14 +168,16 @@ def collect_moe(results: list[dict]) -> tuple[str, dict]:
   """
   rows = {}
   for r in results:
-    rows.setdefault(r["method"], []).append(r)
+    rows.setdefault((r["method"], r.get("experts")), []).append(r)
   lines = ["| model | experts | k (EC: c) | active params | total params | "
            "val bpb (mean) | per seed | load min / max x uniform (worst "
            "layer) | load CV (mean over layers) | dropped (mean) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
   series = {}
-  for method, rs in rows.items():
+  for (method, experts), rs in rows.items():
     r = rs[0]
+    if experts == 1:
+      method = "dense silu MLP (switch, 1 expert)"
     bpbs = [x["val_bpb"] for x in rs]
     mean = sum(bpbs) / len(bpbs)
     per_seed = ", ".join(f"{b:.4f}" for b in bpbs)
@@ -183,13 +190,14 @@ def collect_moe(results: list[dict]) -> tuple[str, dict]:
     load = r["load"]
     cv = load["cv"]
     dropped = sum(r["dropped"]) / len(r["dropped"])
+    name = method if experts == 1 else f"{r['moe']} ({r['router']})"
     lines.append(
-        f"| {r['moe']} ({r['router']}) | {r['experts']} | {r['k']} | "
+        f"| {name} | {r['experts']} | {r['k']} | "
         f"{r['active_params']:,} | {r['total_params']:,} | {mean:.4f} | "
         f"{per_seed} | {min(load['min_x_uniform']):.2f} / "
         f"{max(load['max_x_uniform']):.2f} | {sum(cv) / len(cv):.3f} | "
         f"{dropped:.4f} |")
-    series[method] = {"val_bpb": mean, "cv": cv}
+    series[method] = {"val_bpb": mean, "cv": None if experts == 1 else cv}
   return "\n".join(lines), series
 
 
@@ -203,7 +211,8 @@ def plot_moe(path, series):
   ax.bar(range(len(names)), bpbs, color="tab:blue")
   for i, b in enumerate(bpbs):
     ax.text(i, b, f"{b:.3f}", ha="center", va="bottom", fontsize=8)
-  ax.set_xticks(range(len(names)), names, rotation=15)
+  ax.set_xticks(range(len(names)),
+                [n.split(" (")[0] for n in names], rotation=15)
   ax.set_ylim(min(bpbs) * 0.95, max(bpbs) * 1.02)
   ax.set_ylabel("validation bits per byte")
   ax.set_title("equal active parameters")

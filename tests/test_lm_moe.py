@@ -142,10 +142,12 @@ def test_weight_sparsity_flags_refused(flags, capsys):
 def test_moe_table_commands_and_resume(tmp_path, capsys):
   lm_tables.main(["moe", "--dry-run", "--steps", "50"])
   lines = capsys.readouterr().out.strip().splitlines()
-  assert len(lines) == 4
+  assert len(lines) == 5
   assert "--method dense" in lines[0]
-  assert {l.split("--moe ")[1].split()[0] for l in lines[1:]} == set(ROUTERS)
-  assert all("--experts 8" in l for l in lines[1:])
+  assert {l.split("--moe ")[1].split()[0] for l in lines[1:4]} == set(
+      ROUTERS)
+  assert all("--experts 8" in l for l in lines[1:4])
+  assert "--moe switch --experts 1" in lines[4]  # the plain-MLP control
   argv = ["--moe", "switch", "--experts", "8", "--seed", "0", "--steps",
           "50", "--out", str(tmp_path)]
   assert lm_tables._finished(argv, tmp_path) is None
@@ -157,14 +159,15 @@ def test_moe_table_commands_and_resume(tmp_path, capsys):
   assert lm_tables._finished(other, tmp_path) is None
 
 
-# Four tiny runs (dense and three routers): about a minute on the shared CPU.
+# Five tiny runs (dense, three routers, the control): about 40 s.
 @pytest.mark.slow
 def test_moe_table_tiny(tmp_path):
   text = lm_tables.main(["moe", "--tiny", "--steps", "3", "--val-windows",
                          "8", "--out", str(tmp_path)])
   rows = [l for l in text.splitlines() if l.startswith("| ")][1:]
-  assert len(rows) == 4 and rows[0].startswith("| dense")
+  assert len(rows) == 5 and rows[0].startswith("| dense")
+  assert rows[4].startswith("| dense silu MLP")
   assert (tmp_path / "table_moe.png").stat().st_size > 0
   saved = json.loads((tmp_path / "table_moe.json").read_text())
   assert [r["method"] for r in saved] == [
-      "dense", "moe_top2", "moe_expert_choice", "moe_switch"]
+      "dense", "moe_top2", "moe_expert_choice", "moe_switch", "moe_switch"]
