@@ -27,3 +27,23 @@ def test_activation_table_tiny(tmp_path):
   assert len(rows) == 16
   assert (tmp_path / "table_activation.md").read_text().startswith("|")
   assert (tmp_path / "table_activation.png").stat().st_size > 0
+
+
+def test_feature_norm_spread_matches_numpy():
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
+                         / "benchmarks"))
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  import lm_feature_norms  # pylint: disable=g-import-not-at-top
+  import lm_model  # pylint: disable=g-import-not-at-top
+  model = lm_model.TransformerLM(lm_model.LMConfig.tiny(), rngs=nnx.Rngs(0))
+  windows = [np.arange(64, dtype=np.int32).reshape(2, 32) % 97]
+  got = lm_feature_norms.feature_norm_spread(model, windows)
+  x = np.asarray(model(jnp.asarray(windows[0]), collect=True)[1]["mlp_in"],
+                 np.float32)
+  norms = np.sqrt((x[1].reshape(-1, x.shape[-1]) ** 2).sum(axis=0))
+  assert len(got["mlp_in"]) == 2  # one row per layer
+  np.testing.assert_allclose(got["mlp_in"][1],
+                             (norms.std() / norms.mean(),
+                              norms.max() / np.median(norms)), rtol=1e-5)
