@@ -66,6 +66,8 @@ def factories(specs):
                                  **kw)),
       "granet": (lambda f: sj.granet(inner, update_every=f,
                                      total_steps=NEVER, **kw)),
+      "dst_ee": (lambda f: sj.dst_ee(inner, update_every=f, end_step=NEVER,
+                                     **kw)),
   }, inner
 
 
@@ -104,7 +106,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--methods",
                       default="static,magnitude,set,rigl,srigl,snfs,mest,"
-                      "granet")
+                      "granet,dst_ee")
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--amortize", type=int, default=100)
