@@ -219,4 +219,5 @@ def kwargs(name: str, *, sparsity: float, total_steps: int,
 def make(name: str, inner: optax.GradientTransformation, **run: Any
          ) -> optax.GradientTransformationExtraArgs:
   """``METHODS[name]`` wrapping ``inner``; ``run`` as for :func:`kwargs`."""
-  return METHODS[name].factory(inner, **kwargs(name, **run))
+  arguments = kwargs(name, **run)  # checks the name
+  return METHODS[name].factory(inner, **arguments)
