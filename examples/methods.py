@@ -162,6 +162,9 @@ METHODS: dict[str, Method] = {
         update_every=_every_100(r), seed=r.seed), SKIP_INNER,
                     static_args=("ablation", "min_salient_weights_per_neuron",
                                  "sparsity")),
+    "dst_ee": Method(sj.dst_ee, lambda r: dict(
+        sparsity=r.sparsity, end_step=max(1, r.total_steps * 3 // 4),
+        update_every=_every_100(r), seed=r.seed), SKIP_INNER),
     "set": Method(sj.set_, lambda r: dict(
         sparsity=r.sparsity, distribution="erk", seed=r.seed,
         update_every=_ten_times(r)), INNER_FIRST),

@@ -51,6 +51,12 @@ def check_fraction(value: Any, name: str, *, allow_zero: bool = True,
                      f"{shown}.")
 
 
+def check_nonnegative(value: Any, name: str) -> None:
+  """A number ``>= 0`` (a traced value passes)."""
+  if is_concrete(value) and not value >= 0:  # also rejects NaN
+    raise ValueError(f"`{name}` must be >= 0, got {value!r}.")
+
+
 def check_sparsity(sparsity: Any, *, allow_none: bool = False,
                    allow_schedule: bool = True) -> None:
   """A sparsity: a float in ``[0, 1)``, an optax schedule, or ``None``."""

@@ -66,8 +66,7 @@ def dst_ee(inner: optax.GradientTransformation, *, sparsity: float,
   end_step = _validate.check_step(end_step, "end_step", after=begin_step)
   _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
                            allow_schedule=True)
-  if not exploration >= 0:
-    raise ValueError(f"`exploration` must be >= 0, got {exploration!r}.")
+  _validate.check_nonnegative(exploration, "exploration")
   schedule = _common.drop_schedule(drop_fraction, begin_step, end_step)
 
   def init(i: _method.MaskInit):

@@ -109,8 +109,7 @@ def mest(
     drop_fraction = mest_mutation_schedule(total_steps)
   _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
                            allow_schedule=True)
-  if not grad_weight >= 0.0:
-    raise ValueError(f"`grad_weight` must be >= 0, got {grad_weight}.")
+  _validate.check_nonnegative(grad_weight, "grad_weight")
   schedule = _common.as_schedule(drop_fraction)
 
   def update_masks(u: _method.MaskUpdate):

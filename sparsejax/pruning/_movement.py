@@ -133,8 +133,7 @@ def movement_pruning(
     concrete = _tree.is_concrete
     if concrete(threshold) and not 0.0 < threshold < 1.0:
       raise ValueError(f"`threshold` must be in (0, 1), got {threshold!r}.")
-    if concrete(penalty) and not penalty >= 0:
-      raise ValueError(f"`penalty` must be >= 0, got {penalty!r}.")
+    _validate.check_nonnegative(penalty, "penalty")
     if concrete(score_lr) and not score_lr > 0:
       raise ValueError(f"`score_lr` must be > 0, got {score_lr!r}.")
     if distribution != "uniform":

@@ -236,8 +236,7 @@ def top_kast(
   if callable(distribution):
     raise ValueError(
         "`distribution` of top_kast must be 'uniform', 'er' or 'erk'.")
-  if _tree.is_concrete(penalty) and not penalty >= 0:
-    raise ValueError(f"`penalty` must be >= 0, got {penalty!r}.")
+  _validate.check_nonnegative(penalty, "penalty")
 
   def backward_set(params, sparse_rule):
     dist = _distributions.resolve(distribution, backward_sparsity,
@@ -356,8 +355,7 @@ def nm_sparse(
           and 1 <= n <= m):
     raise ValueError(
         f"`n` and `m` must be ints with 1 <= n <= m, got n={n!r}, m={m!r}.")
-  if _tree.is_concrete(sr_ste) and not sr_ste >= 0:
-    raise ValueError(f"`sr_ste` must be >= 0, got {sr_ste!r}.")
+  _validate.check_nonnegative(sr_ste, "sr_ste")
   if (decay is not None and not callable(decay) and _tree.is_concrete(decay)
       and not 0 <= decay <= 1):
     raise ValueError(f"`decay` must be in [0, 1] or a schedule, got "
