@@ -26,6 +26,8 @@ def accelerator():
   return module
 
 
+# About a minute on two CPU cores (every device check, interpreted): slow.
+@pytest.mark.slow
 def test_dry_run_passes_every_check(accelerator, tmp_path):
   assert jax.default_backend() == "cpu"
   out = tmp_path / "accelerator.json"

@@ -4,12 +4,16 @@
 import pathlib
 import sys
 
+import pytest
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent
                        / "examples"))
 import block_sparse_training as example  # noqa: E402
 import datasets  # noqa: E402  (examples/datasets.py)
 
 
+# Two example training runs (about 30 s): slow.
+@pytest.mark.slow
 def test_example_kernel_and_masked_runs_agree():
   data = datasets.load_digits_split()
   logs = []

@@ -16,15 +16,11 @@ import optax
 import pytest
 
 import sparsejax as sj
+import transform_cases
 from transform_cases import CASES
 from transform_cases import make
 
-# The engine runs every method of a step profile through the same step
-# function, so the default tier checks one or two methods per profile; the
-# others (same profile as RigL or SET) run in the slow tier.
-SLOW_CASES = {"srigl", "dst_ee", "mest", "granet"}
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n
-         for n in sorted(CASES)]
+NAMES = transform_cases.names(CASES)
 
 
 def params_tree(dtype=jnp.float32):

@@ -17,6 +17,7 @@ from flax import nnx
 
 import sparsejax as sj
 import transformer_models as tm
+import transform_cases
 from transform_cases import CASES as _CASES
 
 L = 3
@@ -265,7 +266,7 @@ _ALL = {n: (lambda inner, c=c, **kw: c.factory(inner, **c.kwargs, **kw),
             c.exact_zero) for n, c in _CASES.items()}
 
 
-@pytest.mark.parametrize("name", sorted(_ALL))
+@pytest.mark.parametrize("name", transform_cases.names(_ALL))
 def test_every_transform_on_the_scanned_stack(name):
   make, exact_zero = _ALL[name]
   model = _stacked()

@@ -70,6 +70,20 @@ VARIANTS: dict[str, Case] = {
                     exact_zero=False),
 }
 
+# The engine runs every method of a step profile through the same step
+# function, so the default tier of the suites that run every case checks one
+# or two methods per profile; these (same profile as RigL or SET) run in the
+# slow tier.
+SLOW_CASES = frozenset({"srigl", "dst_ee", "mest", "granet"})
+
+
+def names(cases) -> list:
+  """``pytest`` parameters of ``cases``' names, the slow ones marked."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n
+          for n in sorted(cases)]
+
+
 CASES: dict[str, Case] = {
     **{name: registry_case(name) for name in methods.METHODS}, **VARIANTS}
 
