@@ -82,6 +82,26 @@ def test_leading_axes_jit_vmap_and_dtypes():
   np.testing.assert_allclose(yd.astype(np.float32), ref, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("b", [1, 3, 16])
+def test_bfloat16_reads_bfloat16_rows(b):
+  # Both loop bodies widen each bfloat16 row exactly (the products and sums
+  # are float32), so the result is the float32 product of the bfloat16
+  # values rounded once to bfloat16. And no float32 copy of w is compiled:
+  # XLA:CPU's bfloat16 normalisation used to convert all of w before the
+  # loop (hoisted), so the "sparse" call read twice the bytes of w.
+  rng = np.random.default_rng(b)
+  d, n = 96, 256
+  x = jnp.asarray(_sparse_x(rng, (b, d), 0.3, True), jnp.bfloat16)
+  w = jnp.asarray(rng.normal(size=(d, n)), jnp.bfloat16)
+  f = jax.jit(lambda a, c: sparse_input_matmul(a, c, block_rows=8))
+  expected = (np.asarray(x, np.float64) @ np.asarray(w, np.float64))
+  np.testing.assert_allclose(np.asarray(f(x, w), np.float64), expected,
+                             rtol=1e-2, atol=1e-2)
+  hlo = f.lower(x, w).compile().as_text()
+  assert f"f32[{d},{n}]" not in hlo
+  assert not any(f"f32[{d},{p},{n // p}]" in hlo for p in (1, 2, 4, 8))
+
+
 def test_gradients_match_dense_formulas():
   rng = np.random.default_rng(1)
   x = _sparse_x(rng, (3, 20), 0.3, False)

@@ -74,8 +74,30 @@ less well. The `lax.cond` to the dense
 product cost about 0.3 ms per call in that setting (1.38x instead of
 1.71x at 50 %), far more than the 3 % it saves with every row active, so
 the row sum (batch <= `ROW_SUM_MAX_BATCH`) no longer switches to dense; a
-0-or-1-trip loop in its place was worse still (0.60x). The default is 32
-rows per step for the row sum (about 0.15 s to compile per call site).
+0-or-1-trip loop in its place was worse still (0.60x).
+
+**Row groups.** One row-sum step that sums `k` rows reads `k` rows of `W`
+side by side, element by element: `k` memory streams per thread. More rows
+per step amortise the step's fixed cost, but past about 32 streams the
+step got slower, not faster (on the 2048x11264 matrix at 50 %, 64 rows
+per step ran at 0.96x dense against 1.68x for 32). The step therefore
+splits its rows into `ROW_GROUPS` independent groups, each over its own
+contiguous share of the active rows and with its own accumulator (`[b,
+groups, P, n / P]`, summed once at the end). Each thread then streams the
+rows of one group at a time. Whole decode step of `benchmarks/decode.py`
+(Llama-shaped, float32, quiet 2-core CPU, median of 10 interleaved
+repeats): 1 group of 32 rows 1.33-1.38x dense at 50 % and 1.14-1.16x at
+40 %; 2 groups of 16: 1.40x / 1.18x; 8 groups of 8: 1.45x / 1.22x; **4
+groups of 16 (64 rows per step, the default): 1.51-1.57x / 1.29-1.34x**;
+4 groups of 32: 1.36x / 1.17x.
+
+**bfloat16 weights.** XLA:CPU has no bfloat16 `dynamic-slice` or `gather`:
+its float normalisation converts the whole operand to float32 first, and
+that conversion, loop-invariant, is hoisted before the loop, so every call
+wrote and then read a float32 copy of all of `W` (a whole decode step at
+95 % sparsity took 16 ms against 3 ms in float32). The loops slice the
+16-bit words instead (:func:`_rows_view`) and widen only the rows they read
+(:func:`_widen`, exact).
 
 At batch 4 and 90 % the row sum still wins (0.32x against 0.43x for the
 blocked dot with a shared pattern, 0.68x against 0.78x with independent
@@ -104,11 +126,14 @@ ROW_SUM_MAX_BATCH = 4
 # Fraction of active rows above which the dense `x @ w` is used: both loop
 # bodies broke even with it at 70-75 % active rows.
 DENSE_ABOVE = 0.7
+# Independent row groups (and accumulators) per row-sum step: see "Row
+# groups" in the module docstring.
+ROW_GROUPS = 4
 
 
 def default_block_rows(batch):
   """Rows of `W` per loop step when the caller gives none."""
-  return 32 if batch <= ROW_SUM_MAX_BATCH else 128
+  return 64 if batch <= ROW_SUM_MAX_BATCH else 128
 
 
 def _acc_dtype(a, b):
@@ -174,36 +199,70 @@ def row_sum_split(n):
   return 1
 
 
+def _rows_view(w):
+  """`w` as the row sum slices it: bfloat16 as its raw 16-bit words.
+
+  XLA:CPU has no bfloat16 dynamic-slice: its float normalisation converts
+  the *whole* operand to float32 before slicing, and the conversion, being
+  loop-invariant, is then hoisted out of every loop around it: each call
+  wrote (and the row sum then read) a float32 copy of all of `w`. Slicing
+  the 16-bit words and widening only the slice (:func:`_widen`) keeps the
+  reads at the active bfloat16 rows.
+  """
+  if w.dtype == jnp.bfloat16:
+    return lax.bitcast_convert_type(w, jnp.uint16)
+  return w
+
+
+def _widen(rows, dtype):
+  """Rows from :func:`_rows_view` in `dtype` (bfloat16 words: exact)."""
+  if rows.dtype == jnp.uint16:
+    bits = rows.astype(jnp.uint32) << 16
+    return lax.bitcast_convert_type(bits, jnp.float32).astype(dtype)
+  return rows.astype(dtype)
+
+
 def _row_sum_forward(x, w, idx, count, block_rows, acc_dtype):
   b, n = x.shape[0], w.shape[1]
   p = row_sum_split(n)
-  w3 = w.reshape(w.shape[0], p, n // p)
+  w3 = _rows_view(w).reshape(w.shape[0], p, n // p)
   xt = x.T  # [d, b]: one active column of x is one contiguous row here.
+  groups = ROW_GROUPS if block_rows % ROW_GROUPS == 0 else 1
+  g = block_rows // groups
+  per = (count + groups - 1) // groups  # active rows per group
+  last = idx.shape[0] - 1
 
   def body(i, acc):
-    step = None
-    for u in range(block_rows):
-      q = i * block_rows + u
-      j = idx[q]
-      # Padding slots (q >= count) point at row 0 with a zero weight.
-      xj = jnp.where(q < count, lax.dynamic_slice(xt, (j, 0), (1, b)),
-                     jnp.zeros((), x.dtype))
-      wj = lax.dynamic_slice(w3, (j, 0, 0), (1, p, n // p))
-      term = (xj.reshape(b, 1, 1).astype(acc_dtype)
-              * wj.astype(acc_dtype))  # [b, p, n / p]
-      step = term if step is None else step + term
-    return acc + step
+    parts = []
+    for h in range(groups):
+      step = None
+      for u in range(g):
+        k = i * g + u
+        q = h * per + k
+        j = idx[jnp.minimum(q, last)]
+        # Slots past a group's share or past count add a zero weight.
+        xj = jnp.where((k < per) & (q < count),
+                       lax.dynamic_slice(xt, (j, 0), (1, b)),
+                       jnp.zeros((), x.dtype))
+        wj = lax.dynamic_slice(w3, (j, 0, 0), (1, p, n // p))
+        term = (xj.reshape(b, 1, 1, 1).astype(acc_dtype)
+                * _widen(wj, acc_dtype)[None])  # [b, 1, p, n / p]
+        step = term if step is None else step + term
+      parts.append(step)
+    return acc + jnp.concatenate(parts, 1)
 
-  acc = lax.fori_loop(0, _n_steps(count, block_rows), body,
-                      jnp.zeros((b, p, n // p), acc_dtype))
-  return acc.reshape(b, n)
+  acc = lax.fori_loop(0, _n_steps(per, g), body,
+                      jnp.zeros((b, groups, p, n // p), acc_dtype))
+  return acc.sum(1).reshape(b, n)
 
 
 def _dot_forward(x, w, idx, count, block_rows, acc_dtype):
+  rows = _rows_view(w)
+
   def body(i, acc):
     ii, xg = _block(x, idx, count, i, block_rows)
     return acc + jnp.dot(xg.astype(acc_dtype),
-                         _gather_rows(w, ii).astype(acc_dtype))
+                         _widen(_gather_rows(rows, ii), acc_dtype))
 
   return lax.fori_loop(0, _n_steps(count, block_rows), body,
                        jnp.zeros((x.shape[0], w.shape[1]), acc_dtype))
