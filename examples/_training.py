@@ -217,8 +217,14 @@ def init_variables(module: nn.Module, din: int, seed: int) -> dict:
   return module.init(jax.random.key(seed), jnp.zeros((1, din)))
 
 
-def _uses_sparsejax(state: Any) -> bool:
-  return bool(sj._engine.find_states(state))  # pylint: disable=protected-access
+def uses_sparsejax(opt_state: Any) -> bool:
+  """Whether ``opt_state`` holds a sparsejax transform's state (then the
+  loss reads ``sj.forward_params``)."""
+  try:
+    sj.get_masks(opt_state)
+  except ValueError:
+    return False
+  return True
 
 
 def evaluate_variables(module: nn.Module, variables: dict, x: np.ndarray,
@@ -254,7 +260,7 @@ def train(module: nn.Module, variables: dict, data: Any, *,
   """
   params = variables["params"]
   state = tx.init(params)
-  sparse = _uses_sparsejax(state)
+  sparse = uses_sparsejax(state)
 
   def loss_fn(params, state, x, y):
     fwd = sj.forward_params(params, state) if sparse else params

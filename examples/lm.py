@@ -95,6 +95,7 @@ import sparsejax as sj
 from sparsejax import activations as sa
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _training  # noqa: E402  (examples/_training.py)
 import lm_model  # noqa: E402  (examples/lm_model.py)
 import text_data  # noqa: E402  (examples/text_data.py)
 
@@ -152,7 +153,8 @@ def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
     # Mask updates stop at 3/4 of training, as RigL's: SET's constant 30 %
     # drop, applied up to the last steps, leaves freshly grown zero weights
     # too few steps to train in a short run (it then fell below static).
-    tx = sj.set_(inner, seed=seed, update_every=tenth, end_step=end, **kw)
+    tx = sj.set_(inner, seed=seed, update_every=tenth, begin_step=tenth,
+                 end_step=end, **kw)
   elif method == "rigl":
     tx = sj.rigl(inner, seed=seed, end_step=end,
                  update_every=every, **kw)
@@ -160,13 +162,13 @@ def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
     tx = sj.srigl(inner, seed=seed, end_step=end,
                   update_every=every, **kw)
   elif method == "snfs":
-    tx = sj.snfs(inner, seed=seed, update_every=tenth,
-                 total_steps=total_steps, **kw)
+    tx = sj.snfs(inner, seed=seed, update_every=tenth, begin_step=tenth,
+                 end_step=total_steps, **kw)
   elif method == "mest":
     tx = sj.mest(inner, seed=seed, update_every=tenth,
-                 total_steps=total_steps, **kw)
+                 end_step=total_steps, **kw)
   elif method == "granet":
-    tx = sj.granet(inner, seed=seed, total_steps=total_steps,
+    tx = sj.granet(inner, seed=seed, end_step=total_steps,
                    update_every=every, **kw)
   else:
     raise ValueError(f"method: unknown {method!r}; expected one of {METHODS}")
@@ -178,11 +180,6 @@ METHODS = ("dense", "static", "magnitude", "set", "rigl", "srigl", "snfs",
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _uses_sparsejax(opt_state) -> bool:
-  # pylint: disable-next=protected-access
-  return bool(sj._engine.find_states(opt_state))
 
 
 def merge(graphdef, template, params, rest):
@@ -473,7 +470,7 @@ def _train(args, data, mesh, keep_state) -> dict:
       raise ValueError(f"--mesh: batch size {cfg.batch_size} is not a "
                        f"multiple of data={mesh.shape['data']}")
   opt_state = tx.init(params)
-  sparse = _uses_sparsejax(opt_state)
+  sparse = _training.uses_sparsejax(opt_state)
   if sparse:
     # Start from the sparse network (the transforms zero pruned weights
     # through their updates; doing it now makes step 0's gradient sparse).

@@ -29,7 +29,9 @@ The run facts map to arguments as follows:
   SRigL and GraNet, ten updates over the run for SET, SNFS and MEST (once an
   epoch at 10 epochs), every step for the straight-through methods.
 * ``total_steps``: RigL and SRigL stop changing masks after 3/4 of it; SNFS,
-  MEST and GraNet decay their rates over it.
+  MEST and GraNet take it as their ``end_step`` and decay their rates over
+  it; SET and SNFS make their first update after one epoch (``begin_step``
+  = their ``update_every``), as their references do.
 * ``seed``: the masks' seed (magnitude pruning takes none: it is
   deterministic).
 
@@ -65,8 +67,8 @@ DROP_AND_GROW = (SKIP_INNER, INNER_FIRST)
 
 # Structural integers of the factories: optax.inject_hyperparams must not
 # turn them into traced hyperparameters.
-STATIC_ARGS = ("update_every", "begin_step", "end_step", "total_steps",
-               "prune_begin", "prune_end", "n", "m", "axis", "seed")
+STATIC_ARGS = ("update_every", "begin_step", "end_step", "prune_begin",
+               "prune_end", "n", "m", "axis", "seed")
 
 
 class Run(NamedTuple):
@@ -167,17 +169,17 @@ METHODS: dict[str, Method] = {
         update_every=_every_100(r), seed=r.seed), SKIP_INNER),
     "set": Method(sj.set_, lambda r: dict(
         sparsity=r.sparsity, distribution="erk", seed=r.seed,
-        update_every=_ten_times(r)), INNER_FIRST),
+        update_every=_ten_times(r), begin_step=_ten_times(r)), INNER_FIRST),
     "snfs": Method(sj.snfs, lambda r: dict(
         sparsity=r.sparsity, distribution="erk", seed=r.seed,
-        update_every=_ten_times(r), total_steps=r.total_steps), INNER_FIRST,
-                   static_args=("cap",)),
+        update_every=_ten_times(r), begin_step=_ten_times(r),
+        end_step=r.total_steps), INNER_FIRST, static_args=("cap",)),
     "mest": Method(sj.mest, lambda r: dict(
         sparsity=r.sparsity, distribution="erk", seed=r.seed,
-        update_every=_ten_times(r), total_steps=r.total_steps), INNER_FIRST,
+        update_every=_ten_times(r), end_step=r.total_steps), INNER_FIRST,
                    static_args=("grad_weight",)),
     "granet": Method(sj.granet, lambda r: dict(
-        sparsity=r.sparsity, total_steps=r.total_steps,
+        sparsity=r.sparsity, end_step=r.total_steps,
         update_every=_every_100(r), seed=r.seed), INNER_FIRST,
                      static_args=("init_density", "sparsity")),
     "ste": Method(sj.ste, lambda r: dict(

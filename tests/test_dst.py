@@ -255,7 +255,7 @@ def test_snfs_shares_caps_and_total():
 
   tx = sj.snfs(optax.sgd(0.0, momentum=0.9), sparsity=None,
                distribution=dist, update_every=1, begin_step=0,
-               total_steps=1000)
+               end_step=1000)
   state = tx.init(params)
   old = {k: np.asarray(m) for k, m in sj.get_masks(state).items()}
   params = sj.masks.apply(params, sj.get_masks(state))
@@ -300,7 +300,7 @@ def test_snfs_shares_caps_and_total():
 def test_snfs_grows_by_momentum():
   params = {"w": jax.random.normal(jax.random.key(0), (10, 10))}
   tx = sj.snfs(optax.sgd(0.0, momentum=0.9), sparsity=0.7, update_every=1,
-               begin_step=0, total_steps=1000)
+               begin_step=0, end_step=1000)
   state = tx.init(params)
   old = np.asarray(sj.get_masks(state)["w"])
   params = sj.masks.apply(params, sj.get_masks(state))
@@ -315,7 +315,7 @@ def test_snfs_grows_by_momentum():
 
 def test_snfs_needs_momentum():
   tx = sj.snfs(optax.sgd(0.1), sparsity=0.5, update_every=1, begin_step=0,
-               total_steps=10)
+               end_step=10)
   params = {"w": jnp.ones((4, 4))}
   state = tx.init(params)
   with pytest.raises(ValueError, match="momentum"):
@@ -411,7 +411,7 @@ def test_mest_prunes_by_magnitude_and_keeps_nnz():
   rng = np.random.default_rng(0)
   w0 = rng.normal(size=(10, 10)).astype(np.float32)
   g0 = rng.normal(size=(10, 10)).astype(np.float32)
-  tx = sj.mest(optax.sgd(0.0), sparsity=0.6, update_every=1, total_steps=100,
+  tx = sj.mest(optax.sgd(0.0), sparsity=0.6, update_every=1, end_step=100,
                drop_fraction=0.25, grad_weight=0.5)
   state = tx.init({"w": jnp.asarray(w0)})
   old = np.asarray(sj.get_masks(state)["w"])
@@ -436,7 +436,7 @@ def test_granet_global_cubic_schedule_and_regeneration():
             "b": jax.random.normal(jax.random.key(1), (20, 11)),
             "bias": jnp.zeros((11,))}
   tx = sj.granet(optax.adam(1e-2), sparsity=0.9, init_density=1.0,
-                 total_steps=100, update_every=5, prune_end=30)
+                 end_step=100, update_every=5, prune_end=30)
   state = tx.init(params)
   update = jax.jit(tx.update)
   total = 620  # no budget falls on a rounding tie
@@ -469,14 +469,14 @@ def test_block_granularity_keeps_whole_blocks(method):
       "set": lambda: sj.set_(optax.adam(1e-2), sparsity=0.75, update_every=1,
                              granularity=(2, 4)),
       "snfs": lambda: sj.snfs(optax.adam(1e-2), sparsity=0.75, update_every=1,
-                              total_steps=50, granularity=(2, 4)),
+                              end_step=50, granularity=(2, 4)),
       "srigl": lambda: sj.srigl(optax.adam(1e-2), sparsity=0.75, end_step=50,
                                 update_every=1, granularity=(2, 4)),
       "mest": lambda: sj.mest(optax.adam(1e-2), sparsity=0.75, update_every=1,
-                              total_steps=50, drop_fraction=0.3,
+                              end_step=50, drop_fraction=0.3,
                               granularity=(2, 4)),
       "granet": lambda: sj.granet(optax.adam(1e-2), sparsity=0.75,
-                                  total_steps=50, update_every=1,
+                                  end_step=50, update_every=1,
                                   prune_end=4, granularity=(2, 4)),
   }[method]
   tx = make()
@@ -520,12 +520,12 @@ def test_bad_arguments_raise():
   with pytest.raises(ValueError, match="update_every"):
     sj.set_(inner, sparsity=0.9, update_every=0)
   with pytest.raises(ValueError, match="cap"):
-    sj.snfs(inner, sparsity=0.9, update_every=1, total_steps=10, cap=0.0)
+    sj.snfs(inner, sparsity=0.9, update_every=1, end_step=10, cap=0.0)
   with pytest.raises(ValueError, match="init_density"):
-    sj.granet(inner, sparsity=0.5, total_steps=10, init_density=0.2)
+    sj.granet(inner, sparsity=0.5, end_step=10, init_density=0.2)
   with pytest.raises(ValueError, match="granularity"):
     sj.rigl(inner, sparsity=0.5, end_step=10, granularity=(3, 3)).init(
         {"w": jnp.ones((4, 4))})
   with pytest.raises(ValueError, match="drop_fraction"):
-    sj.mest(inner, sparsity=0.5, update_every=1, total_steps=10,
+    sj.mest(inner, sparsity=0.5, update_every=1, end_step=10,
             drop_fraction=-0.1)

@@ -19,7 +19,7 @@ def granet(
     inner: optax.GradientTransformation,
     *,
     sparsity: float,
-    total_steps: int,
+    end_step: int,
     init_density: float = 0.5,
     update_every: int = 100,
     prune_begin: int = 0,
@@ -48,7 +48,7 @@ def granet(
      ``ceil(r_t * nnz)`` active weights of smallest :math:`|w|` and grows as
      many, those of largest :math:`|g|` among the positions not kept, with
      ``r_t`` cosine-annealed per step from ``drop_fraction`` to 0.005 over
-     ``total_steps`` (``CosineDecay``).
+     ``end_step`` (``CosineDecay``).
 
   Gradients are masked and the inner optimizer's slots are zeroed at grown
   positions (the reference multiplies the momentum buffer by the mask each
@@ -60,16 +60,16 @@ def granet(
   Args:
     inner: the optimizer to wrap.
     sparsity: final overall sparsity in ``[0, 1)``.
-    total_steps: training length (end of mask updates, period of the
-      regeneration rate cosine).
+    end_step: the last step at which the masks may change (GraNet: the
+      training length), and the span of the regeneration-rate cosine.
     init_density: density at the start, in ``(0, 1]`` (GraNet: 0.5 sparse to
       sparse, 1.0 dense to sparse).
     update_every: steps between updates (GraNet ``update_frequency``).
     prune_begin: first step of the pruning schedule.
-    prune_end: last pruning step (default: ``0.6875 * total_steps``, GraNet's
+    prune_end: last pruning step (default: ``0.6875 * end_step``, GraNet's
       ``final_prune_epoch=110`` of 160 epochs).
     drop_fraction: the regeneration fraction: a float, cosine-annealed from
-      it to 0.005 over ``total_steps``, or an optax schedule used as it is.
+      it to 0.005 over ``end_step``, or an optax schedule used as it is.
     distribution: initial per-leaf budgets (``"erk"``, ``"er"``,
       ``"uniform"``).
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
@@ -87,7 +87,7 @@ def granet(
     >>> import jax, jax.numpy as jnp, optax
     >>> import sparsejax as sj
     >>> params = {'w': jax.random.normal(jax.random.key(0), (20, 10))}
-    >>> tx = sj.granet(optax.sgd(0.1), sparsity=0.9, total_steps=20,
+    >>> tx = sj.granet(optax.sgd(0.1), sparsity=0.9, end_step=20,
     ...                update_every=10, prune_end=10, init_density=1.0)
     >>> state, update = tx.init(params), jax.jit(tx.update)
     >>> for _ in range(11):
@@ -101,12 +101,12 @@ def granet(
     Neuroregeneration <https://arxiv.org/abs/2106.10404>`_, 2021
   """
   _validate.check_sparsity(sparsity, allow_schedule=False)
-  total_steps = _validate.check_positive_int(total_steps, "total_steps")
+  end_step = _validate.check_positive_int(end_step, "end_step")
   update_every = _validate.check_positive_int(update_every, "update_every")
   _validate.check_fraction(init_density, "init_density", allow_zero=False,
                            allow_one=True)
   if prune_end is None:
-    prune_end = int(total_steps * 110 / 160)
+    prune_end = int(end_step * 110 / 160)
   if prune_end <= prune_begin:
     raise ValueError(
         f"`prune_end` ({prune_end}) must be greater than `prune_begin` "
@@ -125,7 +125,7 @@ def granet(
   _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
                            allow_schedule=True)
   rate_at = (drop_fraction if callable(drop_fraction) else
-             _common.cosine_annealing(drop_fraction, 0.005, total_steps))
+             _common.cosine_annealing(drop_fraction, 0.005, end_step))
 
   def update_masks(u: _method.MaskUpdate):
     items = _method.sparse_items(
@@ -157,5 +157,5 @@ def granet(
   return _engine.sparse_transform(
       inner, method, sparsity=1.0 - init_density, distribution=distribution,
       where=where, specs=specs, seed=seed, update_every=update_every,
-      begin_step=prune_begin + update_every, end_step=total_steps,
+      begin_step=prune_begin + update_every, end_step=end_step,
       granularity=granularity)

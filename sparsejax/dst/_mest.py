@@ -14,24 +14,24 @@ from sparsejax import _validate
 from sparsejax.dst import _common
 
 
-def mest_mutation_schedule(total_steps: int) -> Callable[[Any], jax.Array]:
+def mest_mutation_schedule(end_step: int) -> Callable[[Any], jax.Array]:
   """MEST's released mutation schedule, as a fraction of the active weights.
 
   The ``LOWER_BOUND=0.92-0.91-0.9`` / ``UPPER_BOUND=0.9-0.9-0.9`` schedule of
   boone891214/MEST (decay epochs 90 and 120 of 160) mutates 2%, then 1%, then
   0% of all weights at 90% sparsity: 0.2, then 0.1, then 0 of the active
-  ones, here over ``total_steps``.
+  ones, here over ``end_step``.
   """
   return optax.piecewise_constant_schedule(
-      0.2, {int(total_steps * 90 / 160): 0.5,
-             int(total_steps * 120 / 160): 0.0})
+      0.2, {int(end_step * 90 / 160): 0.5,
+             int(end_step * 120 / 160): 0.0})
 
 
 def mest(
     inner: optax.GradientTransformation,
     *,
     sparsity: float,
-    total_steps: int,
+    end_step: int,
     update_every: int = 100,
     drop_fraction: Any = None,
     grad_weight: float = 0.0,
@@ -67,7 +67,8 @@ def mest(
     inner: the optimizer to wrap.
     sparsity: overall target sparsity in ``[0, 1)``.
     update_every: steps between mask updates.
-    total_steps: training length (for the default mutation schedule).
+    end_step: the last step at which the masks may change (MEST: the
+      training length), and the span of the default mutation schedule.
     drop_fraction: the mutation rate ``m_t``, a fraction of each leaf's
       active weights, as a float or an optax schedule; default
       :func:`mest_mutation_schedule`.
@@ -91,7 +92,7 @@ def mest(
     >>> import sparsejax as sj
     >>> params = {'w': jax.random.normal(jax.random.key(0), (10, 10))}
     >>> tx = sj.mest(optax.sgd(0.1), sparsity=0.5, update_every=1,
-    ...              total_steps=100, drop_fraction=0.2)
+    ...              end_step=100, drop_fraction=0.2)
     >>> state = tx.init(params)
     >>> _, new_state = tx.update(params, state, params)
     >>> old, new = sj.get_masks(state)['w'], sj.get_masks(new_state)['w']
@@ -104,9 +105,9 @@ def mest(
   """
   _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
   update_every = _validate.check_positive_int(update_every, "update_every")
-  total_steps = _validate.check_positive_int(total_steps, "total_steps")
+  end_step = _validate.check_positive_int(end_step, "end_step")
   if drop_fraction is None:
-    drop_fraction = mest_mutation_schedule(total_steps)
+    drop_fraction = mest_mutation_schedule(end_step)
   _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
                            allow_schedule=True)
   _validate.check_nonnegative(grad_weight, "grad_weight")
@@ -126,4 +127,4 @@ def mest(
   return _engine.sparse_transform(
       inner, method, sparsity=sparsity, distribution=distribution,
       where=where, specs=specs, seed=seed, update_every=update_every,
-      begin_step=begin_step, end_step=total_steps, granularity=granularity)
+      begin_step=begin_step, end_step=end_step, granularity=granularity)

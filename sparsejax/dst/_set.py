@@ -35,7 +35,7 @@ def set_(
     drop_fraction: Any = 0.3,
     drop: str = "sign_split",
     distribution: str | Callable[[Any], Any] = "er",
-    begin_step: int | None = None,
+    begin_step: int = 0,
     end_step: int | None = None,
     granularity: Any = "element",
     where: Any = None,
@@ -76,8 +76,8 @@ def set_(
     drop: ``"sign_split"`` (SET) or ``"magnitude"``.
     distribution: per-leaf budgets: ``"er"``, ``"erk"``, ``"uniform"`` or a
       callable ``params -> per-leaf sparsities``.
-    begin_step: first mask-update step (default ``update_every``: after the
-      first epoch).
+    begin_step: first mask-update step. The reference's first update ends
+      the first epoch: ``begin_step=update_every``.
     end_step: last step at which the mask may change (default: none).
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
@@ -112,8 +112,6 @@ def set_(
                            allow_schedule=True)
   _validate.check_choice(drop, "drop", ("sign_split", "magnitude"))
   update_every = _validate.check_positive_int(update_every, "update_every")
-  if begin_step is None:
-    begin_step = update_every
   schedule = _common.as_schedule(drop_fraction)
 
   def update_masks(u: _method.MaskUpdate):

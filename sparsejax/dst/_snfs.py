@@ -119,12 +119,12 @@ def snfs(
     inner: optax.GradientTransformation,
     *,
     sparsity: float,
-    total_steps: int,
+    end_step: int,
     update_every: int = 100,
     drop_fraction: Any = 0.5,
     distribution: str | Callable[[Any], Any] = "uniform",
     cap: float = 0.99,
-    begin_step: int | None = None,
+    begin_step: int = 0,
     granularity: Any = "element",
     where: Any = None,
     specs: Any = None,
@@ -143,7 +143,7 @@ def snfs(
      the ``trace`` for SGD with momentum);
   2. each leaf removes ``ceil(p_t * nnz)`` active weights of smallest
      :math:`|w|`, where ``p_t`` is the prune rate, cosine-annealed per step
-     from ``drop_fraction`` to 0.005 over ``total_steps``
+     from ``drop_fraction`` to 0.005 over ``end_step``
      (``CosineDecay``); a leaf less than 20% sparse whose share is above
      average removes at most its sparsity (``adjust_prune_rate``);
   3. the removed total is regrown across leaves in proportion to the shares,
@@ -163,13 +163,15 @@ def snfs(
     inner: the optimizer to wrap; it must keep a momentum.
     sparsity: overall target sparsity in ``[0, 1)``.
     update_every: steps between mask updates (the steps of one epoch).
-    total_steps: training length, the period of the prune-rate cosine.
+    end_step: the last step at which the masks may change (SNFS: the
+      training length), and the span of the prune-rate cosine.
     drop_fraction: the prune rate: a float, cosine-annealed from it to
-      0.005 (the reference's ``eta_min``) over ``total_steps``, or an optax
+      0.005 (the reference's ``eta_min``) over ``end_step``, or an optax
       schedule used as it is.
     distribution: initial per-leaf budgets (SNFS: ``"uniform"``).
     cap: fraction of a leaf's free positions it may regrow (0.99).
-    begin_step: first mask-update step (default ``update_every``).
+    begin_step: first mask-update step. The reference's first update ends
+      the first epoch: ``begin_step=update_every``.
     granularity: ``"element"`` or a block shape ``(bm, bn)``.
     where: which leaves are sparse; default: leaves with ``ndim >= 2``.
     specs: the axes of each leaf (see :func:`sparsejax.leaf_specs`): ``None``
@@ -188,7 +190,7 @@ def snfs(
     >>> params = {'a': jax.random.normal(jax.random.key(0), (10, 10)),
     ...           'b': jax.random.normal(jax.random.key(1), (10, 10))}
     >>> tx = sj.snfs(optax.sgd(0.1, momentum=0.9), sparsity=0.8,
-    ...              update_every=1, begin_step=0, total_steps=10)
+    ...              update_every=1, begin_step=0, end_step=10)
     >>> state = tx.init(params)
     >>> grads = {'a': jnp.ones((10, 10)), 'b': 3 * jnp.ones((10, 10))}
     >>> _, state = tx.update(grads, state, params)
@@ -202,14 +204,12 @@ def snfs(
   """
   _validate.check_sparsity(sparsity, allow_none=True, allow_schedule=False)
   update_every = _validate.check_positive_int(update_every, "update_every")
-  total_steps = _validate.check_positive_int(total_steps, "total_steps")
+  end_step = _validate.check_positive_int(end_step, "end_step")
   _validate.check_fraction(drop_fraction, "drop_fraction", allow_one=True,
                            allow_schedule=True)
   _validate.check_fraction(cap, "cap", allow_zero=False, allow_one=True)
-  if begin_step is None:
-    begin_step = update_every
   rate_at = (drop_fraction if callable(drop_fraction) else
-             _common.cosine_annealing(drop_fraction, 0.005, total_steps))
+             _common.cosine_annealing(drop_fraction, 0.005, end_step))
 
   def update_masks(u: _method.MaskUpdate):
     momentum = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
@@ -259,4 +259,4 @@ def snfs(
   return _engine.sparse_transform(
       inner, method, sparsity=sparsity, distribution=distribution,
       where=where, specs=specs, seed=seed, update_every=update_every,
-      begin_step=begin_step, end_step=total_steps, granularity=granularity)
+      begin_step=begin_step, end_step=end_step, granularity=granularity)
