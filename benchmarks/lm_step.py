@@ -36,39 +36,28 @@ import sparsejax as sj
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
                        / "examples"))
+import _training  # noqa: E402
 import lm  # noqa: E402
 import lm_model  # noqa: E402
+import methods  # noqa: E402
 
 NEVER = 10**9
 SPARSITY = 0.9
 
 
-def _constant(value):
-  return lambda count: value
-
-
 def factories(specs):
-  """``name -> (update_every -> transform of Adam)``."""
-  kw = dict(sparsity=SPARSITY, distribution="uniform", specs=specs)
+  """``name -> (update_every -> transform of Adam)``: every sparse method
+  of ``examples/lm.py``, from the shared registry (``examples/methods.py``),
+  with a constant target (no ramp) and uniform budgets."""
   inner = optax.adam(1e-3, b2=0.95)
-  return {
-      "static": (lambda f: sj.static_sparse(inner, **kw)),
-      "magnitude": (lambda f: sj.magnitude_pruning(
-          inner, update_every=f, **{**kw, "sparsity": _constant(SPARSITY)})),
-      "set": (lambda f: sj.set_(inner, update_every=f, **kw)),
-      "rigl": (lambda f: sj.rigl(inner, update_every=f, end_step=NEVER,
-                                 **kw)),
-      "srigl": (lambda f: sj.srigl(inner, update_every=f, end_step=NEVER,
-                                   **kw)),
-      "snfs": (lambda f: sj.snfs(inner, update_every=f, end_step=NEVER,
-                                 **kw)),
-      "mest": (lambda f: sj.mest(inner, update_every=f, end_step=NEVER,
-                                 **kw)),
-      "granet": (lambda f: sj.granet(inner, update_every=f,
-                                     end_step=NEVER, **kw)),
-      "dst_ee": (lambda f: sj.dst_ee(inner, update_every=f, end_step=NEVER,
-                                     **kw)),
-  }, inner
+
+  def factory(name):
+    return lambda f: methods.make(
+        name, inner, sparsity=SPARSITY, total_steps=NEVER, update_every=f,
+        ramp_steps=0, distribution="uniform", specs=specs)
+
+  table = {name: factory(name) for name in lm.METHODS if name != "dense"}
+  return table, inner
 
 
 WITHOUT_UPDATES = {"static"}
@@ -82,7 +71,7 @@ class Runner:
     params = jax.tree.map(lambda x: x.copy(), nnx.to_pure_dict(template))
     tx = optax.chain(optax.clip_by_global_norm(1.0), tx)
     self.state = tx.init(params)
-    sparse = lm._uses_sparsejax(self.state)  # pylint: disable=protected-access
+    sparse = _training.uses_sparsejax(self.state)
     self.params = sj.forward_params(params, self.state) if sparse else params
     self.step = lm.make_train_step(graphdef, template, rest, tx, sparse)
     self.batches = batches
@@ -121,8 +110,8 @@ def main(argv=None):
   model = lm_model.TransformerLM(cfg, rngs=nnx.Rngs(0))
   specs = lm.sparse_specs(model)
   table, inner = factories(specs)
-  methods = [m for m in args.methods.split(",") if m]
-  for m in methods:
+  names = [m for m in args.methods.split(",") if m]
+  for m in names:
     if m not in table:
       raise ValueError(f"--methods: unknown {m!r}; expected {list(table)}")
   rng = np.random.default_rng(0)
@@ -133,7 +122,7 @@ def main(argv=None):
         f"{cfg.seq_len}, batch {cfg.batch_size}, stacked; sparsity "
         f"{SPARSITY}; {args.repeats} repeats x {args.steps} steps")
   runners = {"dense": Runner(inner, model, batches)}
-  for m in methods:
+  for m in names:
     runners[m + "/steady"] = Runner(table[m](NEVER), model, batches)
     if m not in WITHOUT_UPDATES:
       runners[m + "/update"] = Runner(table[m](1), model, batches)
@@ -143,9 +132,9 @@ def main(argv=None):
   dense_ms = []
   order = np.random.default_rng(0)
   for _ in range(args.repeats):
-    names = list(order.permutation(list(runners)))
+    shuffled = list(order.permutation(list(runners)))
     medians = {n: float(np.median(runners[n].run(args.steps)))
-               for n in names}
+               for n in shuffled}
     dense_ms.append(medians["dense"] * 1e3)
     for name, t in medians.items():
       ratios[name].append(t / medians["dense"])
@@ -159,7 +148,7 @@ def main(argv=None):
   def cell(xs):
     return f"{np.median(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]"
 
-  for m in methods:
+  for m in names:
     steady = np.array(ratios[m + "/steady"])
     if m in WITHOUT_UPDATES:
       print(f"| {m} | {cell(steady)} | - | {cell(steady)} |")

@@ -97,6 +97,7 @@ from sparsejax import activations as sa
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _training  # noqa: E402  (examples/_training.py)
 import lm_model  # noqa: E402  (examples/lm_model.py)
+import methods  # noqa: E402  (examples/methods.py)
 import text_data  # noqa: E402  (examples/text_data.py)
 
 # The projections as modules, for `sj.prune_model`'s `where` (the LM head
@@ -129,54 +130,36 @@ def sparse_specs(model) -> dict:
 def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
                    seed: int, specs: dict, update_every: int | None = None
                    ) -> optax.GradientTransformation:
-  """Clipped Adam, wrapped by the chosen sparsity method.
+  """Clipped Adam, wrapped by the chosen method of the shared registry.
 
-  Every method gets uniform budgets: each projection kernel of each layer
-  (each slice of a stacked kernel) at ``sparsity``. ``update_every``
-  replaces every method's default mask-update period.
+  ``examples/methods.py`` gives each method its arguments for a run of
+  ``total_steps``; here every method gets uniform budgets (each projection
+  kernel of each layer, each slice of a stacked kernel, at ``sparsity``),
+  the model's leaf specs and one mask-update period, ``update_every`` or
+  :func:`_every`.
   """
-  every = update_every or _every(total_steps)
-  tenth = update_every or max(1, total_steps // 10)
   inner = optax.adam(lr, b2=0.95)
-  kw = dict(sparsity=sparsity, distribution="uniform", specs=specs)
-  end = max(1, total_steps * 3 // 4)
   if method == "dense":
     tx = inner
-  elif method == "static":
-    tx = sj.static_sparse(inner, seed=seed, **kw)
-  elif method == "magnitude":
-    kw["sparsity"] = optax.polynomial_schedule(
-        init_value=0.0, end_value=sparsity, power=3,
-        transition_steps=max(1, total_steps // 2))
-    tx = sj.magnitude_pruning(inner, update_every=every, **kw)
-  elif method == "set":
-    # Mask updates stop at 3/4 of training, as RigL's: SET's constant 30 %
-    # drop, applied up to the last steps, leaves freshly grown zero weights
-    # too few steps to train in a short run (it then fell below static).
-    tx = sj.set_(inner, seed=seed, update_every=tenth, begin_step=tenth,
-                 end_step=end, **kw)
-  elif method == "rigl":
-    tx = sj.rigl(inner, seed=seed, end_step=end,
-                 update_every=every, **kw)
-  elif method == "srigl":
-    tx = sj.srigl(inner, seed=seed, end_step=end,
-                  update_every=every, **kw)
-  elif method == "snfs":
-    tx = sj.snfs(inner, seed=seed, update_every=tenth, begin_step=tenth,
-                 end_step=total_steps, **kw)
-  elif method == "mest":
-    tx = sj.mest(inner, seed=seed, update_every=tenth,
-                 end_step=total_steps, **kw)
-  elif method == "granet":
-    tx = sj.granet(inner, seed=seed, end_step=total_steps,
-                   update_every=every, **kw)
+  elif method in METHODS:
+    overrides = dict(distribution="uniform", specs=specs)
+    if method == "set":
+      # Mask updates stop at 3/4 of training, as RigL's: SET's constant 30 %
+      # drop, applied up to the last steps, leaves freshly grown zero
+      # weights too few steps to train in a short run (it then fell below
+      # static).
+      overrides["end_step"] = max(1, total_steps * 3 // 4)
+    tx = methods.make(method, inner, sparsity=sparsity,
+                      total_steps=total_steps, seed=seed,
+                      update_every=update_every or _every(total_steps),
+                      **overrides)
   else:
     raise ValueError(f"method: unknown {method!r}; expected one of {METHODS}")
   return optax.chain(optax.clip_by_global_norm(1.0), tx)
 
 
 METHODS = ("dense", "static", "magnitude", "set", "rigl", "srigl", "snfs",
-           "mest", "granet")
+           "mest", "granet", "dst_ee")
 
 
 # ---------------------------------------------------------------- helpers

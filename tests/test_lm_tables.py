@@ -47,3 +47,20 @@ def test_feature_norm_spread_matches_numpy():
   np.testing.assert_allclose(got["mlp_in"][1],
                              (norms.std() / norms.mean(),
                               norms.max() / np.median(norms)), rtol=1e-5)
+
+
+# Compiles five tiny training steps (about 20 s): the slow tier.
+@pytest.mark.slow
+def test_step_cost_benchmark_tiny(capsys):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(__file__).resolve().parents[1]
+  spec = importlib.util.spec_from_file_location(
+      "lm_step", root / "benchmarks" / "lm_step.py")
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  bench.main(["--tiny", "--methods", "static,rigl,set", "--repeats", "1",
+              "--steps", "1"])
+  rows = [line.split("|")[1].strip()
+          for line in capsys.readouterr().out.splitlines()
+          if line.startswith("| ") and not line.startswith("| method")]
+  assert rows == ["static", "rigl", "set"]
