@@ -103,7 +103,8 @@ def _train(name, *, kernel):
 
 
 @pytest.mark.parametrize("name", [
-    "magnitude", "rigl", pytest.param("set", marks=pytest.mark.slow)])
+    "rigl", pytest.param("magnitude", marks=pytest.mark.slow),
+    pytest.param("set", marks=pytest.mark.slow)])
 def test_kernel_training_matches_masked_training(name):
   masked_losses, masked_masks, updates, _ = _train(name, kernel=False)
   losses, masks, _, (sparse_step, dense_step) = _train(name, kernel=True)

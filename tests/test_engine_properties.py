@@ -69,7 +69,7 @@ FACTORIES = {
 }
 
 
-@hypothesis.settings(max_examples=20, deadline=None,
+@hypothesis.settings(max_examples=12, deadline=None,
                      suppress_health_check=[hypothesis.HealthCheck.too_slow],
                      phases=[hypothesis.Phase.explicit, hypothesis.Phase.reuse,
                              hypothesis.Phase.generate])

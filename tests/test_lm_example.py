@@ -124,7 +124,9 @@ def test_stacked_and_unstacked_compute_the_same(models):
                              atol=1e-5)
 
 
-@pytest.mark.parametrize("layout", [0, 1])
+# Layout 1 (the unstacked model) in the slow tier: the same cache code.
+@pytest.mark.parametrize("layout",
+                         [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_cached_decoding_matches_full_forward(models, layout):
   model = models[layout]
   toks = _tokens(t=12)

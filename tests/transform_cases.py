@@ -72,9 +72,10 @@ VARIANTS: dict[str, Case] = {
 
 # The engine runs every method of a step profile through the same step
 # function, so the default tier of the suites that run every case checks one
-# or two methods per profile; these (same profile as RigL or SET) run in the
-# slow tier.
-SLOW_CASES = frozenset({"srigl", "dst_ee", "mest", "granet"})
+# or two methods per profile; these (same profile as RigL, SET or magnitude
+# pruning) run in the slow tier.
+SLOW_CASES = frozenset({"srigl", "dst_ee", "mest", "granet",
+                        "random_pruning"})
 
 
 def names(cases) -> list:
