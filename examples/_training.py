@@ -219,12 +219,10 @@ def init_variables(module: nn.Module, din: int, seed: int) -> dict:
 
 def uses_sparsejax(opt_state: Any) -> bool:
   """Whether ``opt_state`` holds a sparsejax transform's state (then the
-  loss reads ``sj.forward_params``)."""
-  try:
-    sj.get_masks(opt_state)
-  except ValueError:
-    return False
-  return True
+  loss reads ``sj.forward_params``, which raises if it holds several)."""
+  is_state = lambda x: isinstance(x, sj.SparseState)  # noqa: E731
+  return any(is_state(x) for x in jax.tree.leaves(opt_state,
+                                                    is_leaf=is_state))
 
 
 def evaluate_variables(module: nn.Module, variables: dict, x: np.ndarray,
