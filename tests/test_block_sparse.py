@@ -66,6 +66,26 @@ def test_xla_forward_piece_sizes_match_dense_reference(max_piece, **kw):
   assert_close(y, x64 @ w64, np.abs(x64) @ np.abs(w64), tolerance(kw["dtype"]))
 
 
+@pytest.mark.parametrize("grid", [(2, 7), (7, 2)])  # by block rows, columns
+@pytest.mark.parametrize("max_piece", [1, 2, 4])
+def test_xla_block_gradient_groupings_match_numpy(grid, max_piece):
+  # A wide grid groups the block gradient by block rows (slots written
+  # through t_perm), a tall one by block columns (contiguous slots).
+  case = make_case(3, 11, *grid, 4, 8, 0.6, empty_row=True)
+  got = np.asarray(jax.jit(
+      lambda x, dy, w: reference.sdd(x, dy, w, _max_piece=max_piece))(
+          case["x"], case["dy"], case["wm"]))
+  full = case["x64"].T @ case["dy64"]
+  wm = case["wm"]
+  for z in range(wm.capacity):
+    if z < int(wm.nnz):
+      r, c = int(wm.row_ids[z]), int(wm.col_ids[z])
+      want = full[r * 4:(r + 1) * 4, c * 8:(c + 1) * 8]
+    else:
+      want = np.zeros((4, 8))
+    np.testing.assert_allclose(got[z], want, rtol=1e-5, atol=1e-4)
+
+
 def test_xla_forward_pieces_topology_change_does_not_recompile():
   rng = np.random.default_rng(2)
   w = jnp.asarray(rng.standard_normal((16, 24)), jnp.float32)

@@ -108,11 +108,17 @@ def _gather_bwd(block_shape, res, ddata):
   rows, cols, shape = res
   bk, bn = block_shape
   kb, nb = shape[0] // bk, shape[1] // bn
-  # One write per stored block into zeros; padding slots (rows < 0) go out of
-  # bounds and are dropped, so their repeated ids overwrite nothing.
+  cap = rows.shape[0]
+  # The kernel-shaped gradient as a gather from the blocks (slot ``cap`` is a
+  # zero block), not zeros plus a scatter: XLA fuses the gather into the
+  # optimizer's elementwise update, so no kernel-sized buffer is written and
+  # first touched on every step. Padding slots (rows < 0) index out of
+  # bounds and are dropped.
   rows = jnp.where(rows >= 0, rows, kb)
-  dk = jnp.zeros((kb, bk, nb, bn), ddata.dtype).at[rows, :, cols, :].set(
-      ddata, mode="drop", unique_indices=True)
+  slot = jnp.full((kb, nb), cap, jnp.int32).at[rows, cols].set(
+      jnp.arange(cap, dtype=jnp.int32), mode="drop", unique_indices=True)
+  blocks = jnp.concatenate([ddata, jnp.zeros((1, bk, bn), ddata.dtype)])
+  dk = blocks[slot].transpose(0, 2, 1, 3)
   zero = np.zeros(rows.shape, jax.dtypes.float0)
   return dk.reshape(shape), zero, zero
 
