@@ -77,6 +77,7 @@ commands is ``val_bpb <value>``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import pathlib
@@ -128,15 +129,16 @@ def sparse_specs(model) -> dict:
 
 
 def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
-                   seed: int, specs: dict, update_every: int | None = None
-                   ) -> optax.GradientTransformation:
+                   seed: int, specs: dict, update_every: int | None = None,
+                   **method_args) -> optax.GradientTransformation:
   """Clipped Adam, wrapped by the chosen method of the shared registry.
 
   ``examples/methods.py`` gives each method its arguments for a run of
   ``total_steps``; here every method gets uniform budgets (each projection
   kernel of each layer, each slice of a stacked kernel, at ``sparsity``),
   the model's leaf specs and one mask-update period, ``update_every`` or
-  :func:`_every`.
+  :func:`_every`. ``method_args`` replace the method's own arguments (the
+  ablations' ``drop_fraction`` and ``begin_step``).
   """
   inner = optax.adam(lr, b2=0.95)
   if method == "dense":
@@ -152,7 +154,7 @@ def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
     tx = methods.make(method, inner, sparsity=sparsity,
                       total_steps=total_steps, seed=seed,
                       update_every=update_every or _every(total_steps),
-                      **overrides)
+                      **overrides, **method_args)
   else:
     raise ValueError(f"method: unknown {method!r}; expected one of {METHODS}")
   return optax.chain(optax.clip_by_global_norm(1.0), tx)
@@ -160,6 +162,63 @@ def make_optimizer(method: str, *, lr, sparsity: float, total_steps: int,
 
 METHODS = ("dense", "static", "magnitude", "set", "rigl", "srigl", "snfs",
            "mest", "granet", "dst_ee")
+
+
+def method_overrides(args) -> dict:
+  """``--drop-fraction`` and ``--begin-step``, where given."""
+  given = {"drop_fraction": getattr(args, "drop_fraction", None),
+           "begin_step": getattr(args, "begin_step", None)}
+  return {k: v for k, v in given.items() if v is not None}
+
+
+class Regrowth:
+  """How much of each drop-and-grow round undoes the round before.
+
+  Drop-and-grow methods grow new weights at zero and drop the smallest ones;
+  a grown weight that has not outgrown the established ones by the next
+  update is dropped again. ``record`` compares the masks after a step with
+  those of the last call and keeps, per update that changed them, the
+  weights dropped and grown and how many of the dropped had been grown at
+  the previous update.
+  """
+
+  def __init__(self, masks):
+    self._masks = self._flat(masks)
+    self._grown_at = {k: np.full(m.shape, -1, np.int32)
+                      for k, m in self._masks.items()}
+    self._last = -1
+    self.updates: list[dict] = []
+
+  @staticmethod
+  def _flat(masks) -> dict[str, np.ndarray]:
+    leaves = jax.tree_util.tree_leaves_with_path(
+        masks, is_leaf=lambda x: x is None)
+    return {jax.tree_util.keystr(p): np.asarray(m) for p, m in leaves
+            if m is not None}
+
+  def record(self, step: int, masks) -> None:
+    new = self._flat(masks)
+    dropped = grown = recent = 0
+    for key, mask in new.items():
+      old, born = self._masks[key], self._grown_at[key]
+      drop, grow = old & ~mask, mask & ~old
+      dropped += int(drop.sum())
+      grown += int(grow.sum())
+      recent += int((drop & (born == self._last) & (self._last >= 0)).sum())
+      born[grow] = step
+    self._masks = new
+    if dropped or grown:
+      self.updates.append(dict(step=step, dropped=dropped, grown=grown,
+                               dropped_grown_last_update=recent))
+      self._last = step
+
+  def table(self) -> str:
+    rows = ["| step | dropped | of them grown at the update before |",
+            "|---:|---:|---:|"]
+    for u in self.updates:
+      share = u["dropped_grown_last_update"] / max(u["dropped"], 1)
+      rows.append(f"| {u['step']} | {u['dropped']} | {share:.0%} |")
+    return "\n".join(rows)
 
 
 # ---------------------------------------------------------------- helpers
@@ -440,7 +499,8 @@ def _train(args, data, mesh, keep_state) -> dict:
   tx = make_optimizer(args.method, lr=lr, sparsity=args.sparsity,
                       total_steps=steps, seed=args.seed,
                       specs=None if cfg.moe else sparse_specs(model),
-                      update_every=getattr(args, "update_every", None))
+                      update_every=getattr(args, "update_every", None),
+                      **method_overrides(args))
   # The loop trains a plain nested dict of arrays (paths like
   # "blocks/q/kernel"), the form every Optax and sparsejax transform takes.
   graphdef, template, rest = nnx.split(model, nnx.Param, ...)
@@ -460,6 +520,8 @@ def _train(args, data, mesh, keep_state) -> dict:
     params = sj.forward_params(params, opt_state)
   step = make_train_step(graphdef, template, rest, tx, sparse,
                          moe=cfg.moe is not None)
+  regrowth = Regrowth(sj.get_masks(opt_state)) if sparse else None
+  every = getattr(args, "update_every", None) or _every(steps)
   rng = np.random.default_rng(args.seed)
   windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
                                    max_windows=args.val_windows)
@@ -489,6 +551,8 @@ def _train(args, data, mesh, keep_state) -> dict:
       jax.block_until_ready(params)
       timed_start = time.perf_counter()
     params, opt_state, loss = step(params, opt_state, batch)
+    if regrowth is not None and i % every == 0:
+      regrowth.record(i, sj.get_masks(opt_state))
     if i >= 1:
       timed_steps += 1
     losses.append(loss)
@@ -527,7 +591,8 @@ def _train(args, data, mesh, keep_state) -> dict:
 
   if args.method == "dense":
     args.sparsity = 0.0
-  stem = f"lm_{args.method}_{_label(args.sparsity)}" + (
+  tuned = "".join(f"_{k}{v}" for k, v in method_overrides(args).items())
+  stem = f"lm_{args.method}_{_label(args.sparsity)}{tuned}" + (
       f"_s{args.seed}" if args.seed else "")
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -552,6 +617,9 @@ def _train(args, data, mesh, keep_state) -> dict:
       "history": history, "checkpoint": str(ckpt), "png": str(png)}
   if mesh is not None:
     results["mesh"] = dict(mesh.shape)
+  if regrowth is not None and regrowth.updates:
+    results["regrowth"] = regrowth.updates
+    results.update(method_overrides(args))
   path = _write(out, stem, results)
   if keep_state:
     results["params"], results["opt_state"] = params, opt_state
@@ -559,6 +627,10 @@ def _train(args, data, mesh, keep_state) -> dict:
   print(f"\n{args.method}: realised sparsity of the projection kernels per "
         "layer")
   print(sparsity_table(per_layer))
+  if regrowth is not None and regrowth.updates:
+    print("\nmask updates: weights dropped, and the share of them grown at "
+          "the update before")
+    print(regrowth.table())
   print(f"\ntokens/s {tokens_per_s:,.0f} ({1000 * step_s:.1f} ms per step "
         f"of {cfg.batch_size}x{cfg.seq_len} tokens, compile excluded)")
   print(f"wrote {path}, {png} and {ckpt}")
@@ -927,6 +999,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--update-every", type=int, default=None,
                       help="steps between mask updates (default: every "
                       "100, ten per run on short runs)")
+  parser.add_argument("--drop-fraction", type=float, default=None,
+                      help="a drop-and-grow method's drop fraction (default: "
+                      "its own, 0.3)")
+  parser.add_argument("--begin-step", type=int, default=None,
+                      help="a drop-and-grow method's first mask update "
+                      "(default: its own)")
   parser.add_argument("--oneshot", choices=("magnitude", "wanda",
                                             "sparsegpt"))
   parser.add_argument("--activation", choices=("teal", "wina", "cats",
@@ -958,6 +1036,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    f"combine with {', '.join(given)}")
     if args.experts < 1:
       parser.error(f"--experts must be >= 1, got {args.experts}")
+  tuned = {flag: name for flag, name, v in (
+      ("--drop-fraction", "drop_fraction", args.drop_fraction),
+      ("--begin-step", "begin_step", args.begin_step)) if v is not None}
+  if tuned:
+    entry = methods.METHODS.get(args.method)
+    if entry is None or entry.profile not in methods.DROP_AND_GROW:
+      parser.error(f"{', '.join(tuned)} only apply to a drop-and-grow "
+                   f"method, not --method {args.method}")
+    takes = inspect.signature(entry.factory).parameters
+    for flag, name in tuned.items():
+      if name not in takes:
+        parser.error(f"{flag}: --method {args.method} has no {name}")
   if args.sparsity is None:
     args.sparsity = "0.9"
   needs_ckpt = args.command == "generate" or args.oneshot or args.activation

@@ -221,6 +221,51 @@ def test_train_sparse_is_exact_per_layer(tmp_path, capsys, method, sparsity,
   assert last == f"val_bpb {results['val_bpb']:.4f}"
 
 
+def test_regrowth_counts_a_hand_worked_case():
+  # Weights 0-5 of one leaf (the other is dense): which are dropped at each
+  # update, and whether they were grown at the update just before.
+  m = lambda *on: {"a": np.isin(np.arange(6), on), "b": None}  # noqa: E731
+  r = lm.Regrowth(m(0, 1))
+  r.record(0, m(0, 2))    # drop 1 (initial), grow 2
+  r.record(5, m(0, 2))    # no change: not an update
+  r.record(10, m(0, 3))   # drop 2 (grown at step 0), grow 3
+  r.record(15, m(3, 4))   # drop 0 (initial), grow 4
+  r.record(20, m(4, 5))   # drop 3 (grown at 10, not at 15), grow 5
+  assert r.updates == [
+      dict(step=0, dropped=1, grown=1, dropped_grown_last_update=0),
+      dict(step=10, dropped=1, grown=1, dropped_grown_last_update=1),
+      dict(step=15, dropped=1, grown=1, dropped_grown_last_update=0),
+      dict(step=20, dropped=1, grown=1, dropped_grown_last_update=0)]
+
+
+def test_drop_and_grow_ablation_flags(tmp_path, capsys):
+  results = lm.main(["--method", "rigl", "--sparsity", "0.75", "--steps",
+                     "40", "--update-every", "10", "--drop-fraction", "0.1",
+                     "--begin-step", "10", "--out", str(tmp_path)] + _FAST)
+  saved = json.loads((tmp_path / "lm_rigl_0.75_drop_fraction0.1"
+                      "_begin_step10.json").read_text())
+  assert saved["drop_fraction"] == 0.1 and saved["begin_step"] == 10
+  updates = results["regrowth"]
+  assert updates and updates[0]["step"] == 10  # none at step 0
+  for u in updates:
+    assert u["step"] % 10 == 0 and 10 <= u["step"] <= 30
+    assert u["dropped"] == u["grown"] > 0
+  # At most a tenth of the kept projection weights change at the first
+  # update (the drop fraction's start; the default 0.3 is three times that).
+  model = lm.load_checkpoint(results["checkpoint"])
+  flat = jax.tree_util.tree_leaves_with_path(lm.param_dict(model))
+  n_kept = sum(0.25 * v.size for p, v in flat
+               if jax.tree_util.keystr(p).endswith("['kernel']")
+               and any(f"['{name}']" in jax.tree_util.keystr(p)
+                       for name in lm.PROJECTIONS))
+  assert n_kept > 0
+  assert updates[0]["dropped"] <= 0.1 * n_kept
+  for flags in (["--method", "static", "--drop-fraction", "0.1"],
+                ["--method", "granet", "--begin-step", "5"]):
+    with pytest.raises(SystemExit):
+      lm.parse_args(flags)
+
+
 def test_oneshot_2_4(dense_run, tmp_path):
   out, _ = dense_run
   results = lm.main(["--oneshot", "wanda", "--sparsity", "2:4", "--from",
