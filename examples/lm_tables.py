@@ -10,7 +10,7 @@ Tables::
 
   sparse      dense + static / magnitude (GMP) / SET / RigL at 50, 75 and
               90 % sparsity, --seeds seeds (default 2), same step budget
-              (--more adds SRigL, SNFS, MEST, GraNet)
+              (--more adds SRigL, SNFS, MEST, GraNet, DST-EE)
   oneshot     magnitude / Wanda / SparseGPT at 0.5, 0.6, 4:8 and 2:4 from
               a trained dense checkpoint (trained first if --from is absent)
   activation  TEAL / WINA / CATS / top-k at 25, 40, 50 and 65 % target
@@ -41,7 +41,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import lm  # noqa: E402
 
 SPARSE = ("static", "magnitude", "set", "rigl")
-MORE = ("srigl", "snfs", "mest", "granet")
+MORE = ("srigl", "snfs", "mest", "granet", "dst_ee")
 SPARSITIES = ("0.5", "0.75", "0.9")
 ONESHOT = ("magnitude", "wanda", "sparsegpt")
 ONESHOT_SPARSITIES = ("0.5", "0.6", "4:8", "2:4")
@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> str:
   parser.add_argument("--experts", type=int, default=8,
                       help="moe: experts per layer")
   parser.add_argument("--more", action="store_true",
-                      help="sparse: also srigl, snfs, mest, granet")
+                      help="sparse: also srigl, snfs, mest, granet, dst_ee")
   parser.add_argument("--from", dest="from_", default=None,
                       help="oneshot/activation: the dense checkpoint")
   parser.add_argument("--tiny", action="store_true")

@@ -16,6 +16,10 @@ def test_sparse_table_commands(capsys):
   lines = capsys.readouterr().out.strip().splitlines()
   assert len(lines) == 2 * (1 + 4 * 3)  # 2 seeds x (dense + 4 x 3)
   assert all("--steps 100" in line for line in lines)
+  lm_tables.main(["sparse", "--dry-run", "--steps", "100", "--more"])
+  more = capsys.readouterr().out.strip().splitlines()
+  assert len(more) == 2 * (1 + 9 * 3)  # and SRigL ... DST-EE
+  assert sum("--method dst_ee" in line for line in more) == 6
 
 
 # 140 s on the shared 2-core CPU (17 tiny lm.py runs): the slow tier.
