@@ -164,10 +164,14 @@ METHODS = ("dense", "static", "magnitude", "set", "rigl", "srigl", "snfs",
            "mest", "granet", "dst_ee")
 
 
+# Factory arguments a drop-and-grow run may override from the command line
+# (--drop-fraction, --begin-step), for ablations.
+METHOD_FLAGS = ("drop_fraction", "begin_step")
+
+
 def method_overrides(args) -> dict:
-  """``--drop-fraction`` and ``--begin-step``, where given."""
-  given = {"drop_fraction": getattr(args, "drop_fraction", None),
-           "begin_step": getattr(args, "begin_step", None)}
+  """The :data:`METHOD_FLAGS` given on the command line, by argument name."""
+  given = {k: getattr(args, k, None) for k in METHOD_FLAGS}
   return {k: v for k, v in given.items() if v is not None}
 
 
@@ -522,6 +526,9 @@ def _train(args, data, mesh, keep_state) -> dict:
                          moe=cfg.moe is not None)
   regrowth = Regrowth(sj.get_masks(opt_state)) if sparse else None
   every = getattr(args, "update_every", None) or _every(steps)
+  # Masks change at begin_step + i * every (the registry's own begin steps
+  # are multiples of `every`); record right after those steps.
+  phase = method_overrides(args).get("begin_step", 0) % every
   rng = np.random.default_rng(args.seed)
   windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
                                    max_windows=args.val_windows)
@@ -551,7 +558,7 @@ def _train(args, data, mesh, keep_state) -> dict:
       jax.block_until_ready(params)
       timed_start = time.perf_counter()
     params, opt_state, loss = step(params, opt_state, batch)
-    if regrowth is not None and i % every == 0:
+    if regrowth is not None and i % every == phase:
       regrowth.record(i, sj.get_masks(opt_state))
     if i >= 1:
       timed_steps += 1
@@ -1036,9 +1043,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    f"combine with {', '.join(given)}")
     if args.experts < 1:
       parser.error(f"--experts must be >= 1, got {args.experts}")
-  tuned = {flag: name for flag, name, v in (
-      ("--drop-fraction", "drop_fraction", args.drop_fraction),
-      ("--begin-step", "begin_step", args.begin_step)) if v is not None}
+  tuned = {"--" + name.replace("_", "-"): name
+           for name in method_overrides(args)}
   if tuned:
     entry = methods.METHODS.get(args.method)
     if entry is None or entry.profile not in methods.DROP_AND_GROW:
