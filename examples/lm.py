@@ -414,6 +414,19 @@ def _write(out: pathlib.Path, stem: str, results: dict) -> pathlib.Path:
   return path
 
 
+def _write_per_layer(out, stem: str, results: dict,
+                     per_layer: dict[str, list[float]], *, title: str,
+                     ylabel: str) -> None:
+  """Writes a post-training command's JSON and its per-layer plot."""
+  out = pathlib.Path(out)
+  path = _write(out, stem, results)
+  png = out / f"{stem}.png"
+  _plot(png, {name: (range(len(values)), values, "o-")
+              for name, values in per_layer.items()},
+        title=title, xlabel="layer", ylabel=ylabel)
+  print(f"wrote {path} and {png}")
+
+
 def _label(sparsity) -> str:
   return f"{sparsity[0]}of{sparsity[1]}" if isinstance(
       sparsity, tuple) else f"{sparsity:g}"
@@ -832,15 +845,10 @@ def oneshot(args, data) -> dict:
              "val_bpb_dense": before, "layer_sparsity": per_layer,
              "pruned_layers": list(result.layers),
              "checkpoint": str(args.from_), "seconds": seconds}
-  stem = f"lm_oneshot_{args.oneshot}_{_label(sparsity)}"
-  out = pathlib.Path(args.out)
-  path = _write(out, stem, results)
-  png = out / f"{stem}.png"
-  _plot(png, {n: (range(cfg.num_layers), v, "o-")
-              for n, v in per_layer.items()},
-        title=f"{args.oneshot} {args.sparsity}: bpb {before:.3f} -> "
-        f"{after:.3f}", xlabel="layer", ylabel="weight sparsity")
-  print(f"wrote {path} and {png}")
+  _write_per_layer(
+      args.out, f"lm_oneshot_{args.oneshot}_{_label(sparsity)}", results,
+      per_layer, title=f"{args.oneshot} {args.sparsity}: bpb {before:.3f} "
+      f"-> {after:.3f}", ylabel="weight sparsity")
   return results
 
 
@@ -918,15 +926,10 @@ def activation(args, data) -> dict:
              "sparsity": args.target, "target": args.target, "steps": 0,
              "val_bpb": after, "val_bpb_dense": before,
              "layer_sparsity": realised, "checkpoint": str(args.from_)}
-  stem = f"lm_activation_{args.activation}_{args.target:g}"
-  out = pathlib.Path(args.out)
-  path = _write(out, stem, results)
-  png = out / f"{stem}.png"
-  _plot(png, {g: (range(cfg.num_layers), v, "o-")
-              for g, v in realised.items()},
-        title=f"{args.activation} target {args.target}: bpb {before:.3f} -> "
-        f"{after:.3f}", xlabel="layer", ylabel="realised input sparsity")
-  print(f"wrote {path} and {png}")
+  _write_per_layer(
+      args.out, f"lm_activation_{args.activation}_{args.target:g}", results,
+      realised, title=f"{args.activation} target {args.target}: bpb "
+      f"{before:.3f} -> {after:.3f}", ylabel="realised input sparsity")
   return results
 
 
