@@ -309,6 +309,28 @@ def layer_sparsity(model) -> dict[str, list[float]]:
   return out
 
 
+def top_fan_in_share(kernel, in_ndim: int, *, top: float = 0.1) -> float:
+  """The share of a kernel's nonzero weights that the ``top`` fraction of
+  its output units with the most nonzero inputs hold (``top`` for a mask
+  with equal fan-in, up to 1 when the budget sits on few units).
+
+  ``in_ndim`` leading axes are the inputs, the rest the output units.
+  """
+  nonzero = np.asarray(kernel) != 0
+  fan_in = nonzero.reshape(int(np.prod(nonzero.shape[:in_ndim])), -1).sum(0)
+  count = max(1, round(top * fan_in.size))
+  total = fan_in.sum()
+  return float(np.sort(fan_in)[-count:].sum() / total) if total else 0.0
+
+
+def layer_fan_in_share(model, *, top: float = 0.1) -> dict[str, list[float]]:
+  """:func:`top_fan_in_share` of every projection kernel, per layer."""
+  return {name: [top_fan_in_share(getattr(block, name).kernel[...],
+                                  2 if name == "o" else 1, top=top)
+                 for block in lm_model.block_list(model)]
+          for name in PROJECTIONS}
+
+
 def sparsity_table(per_layer: dict[str, list[float]]) -> str:
   names = list(per_layer)
   lines = ["| layer | " + " | ".join(names) + " |",
@@ -601,12 +623,16 @@ def _train(args, data, mesh, keep_state) -> dict:
   # Realised sparsity is the masks' (a weight RigL grew at zero and has not
   # moved yet is kept, not pruned); the exact zeros of the weights beside.
   zeros = layer_sparsity(model)
-  per_layer = zeros
+  per_layer, fan_in = zeros, {}
   if sparse:
     kept = jax.tree.map(lambda m, p: p if m is None else m.astype(p.dtype),
                         sj.get_masks(opt_state), params,
                         is_leaf=lambda x: x is None)
-    per_layer = layer_sparsity(merge(graphdef, template, kept, rest))
+    kept_model = merge(graphdef, template, kept, rest)
+    per_layer = layer_sparsity(kept_model)
+    # How evenly each mask spreads its budget over output units: a
+    # gradient-guided grower may pile it onto a few (docs, "Sparse training").
+    fan_in = layer_fan_in_share(kept_model)
   val_bpb = history["val_bpb"][-1]
 
   if args.method == "dense":
@@ -632,7 +658,7 @@ def _train(args, data, mesh, keep_state) -> dict:
       "seed": args.seed, "val_bpb": val_bpb, "data": data.name,
       "total_params": int(sum(x.size for x in jax.tree.leaves(params))),
       "config": cfg.__dict__, "layer_sparsity": per_layer,
-      "layer_zeros": zeros,
+      "layer_zeros": zeros, "layer_top_fan_in_share": fan_in,
       "tokens_per_s": tokens_per_s, "step_seconds": step_s,
       "history": history, "checkpoint": str(ckpt), "png": str(png)}
   if mesh is not None:

@@ -217,8 +217,24 @@ def test_train_sparse_is_exact_per_layer(tmp_path, capsys, method, sparsity,
   assert results["val_bpb"] < 8
   for name, per_layer in results["layer_sparsity"].items():
     assert per_layer == [sparsity] * 2, name
+  for name, shares in results["layer_top_fan_in_share"].items():
+    assert len(shares) == 2 and all(0.1 <= v <= 1 for v in shares), name
   last = capsys.readouterr().out.strip().splitlines()[-1]
   assert last == f"val_bpb {results['val_bpb']:.4f}"
+
+
+def test_top_fan_in_share_hand_worked():
+  # Output unit j of ten has j + 1 nonzero inputs (of ten): the top unit
+  # holds 10 of the 55 weights; the top 30 % (3 units) 8 + 9 + 10 of them.
+  kernel = (np.arange(10)[:, None] <= np.arange(10)[None, :]).astype(float)
+  assert lm.top_fan_in_share(kernel, 1) == pytest.approx(10 / 55)
+  assert lm.top_fan_in_share(kernel, 1, top=0.3) == pytest.approx(27 / 55)
+  # Two input axes ([heads, kv, embed], as the o projection): 4 inputs.
+  o = np.zeros((2, 2, 5))
+  o[:, :, 0] = 1
+  o[0, 0, 1:] = 1
+  assert lm.top_fan_in_share(o, 2, top=0.2) == pytest.approx(4 / 8)
+  assert lm.top_fan_in_share(np.zeros((3, 4)), 1) == 0.0
 
 
 def test_regrowth_counts_a_hand_worked_case():
