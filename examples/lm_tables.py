@@ -161,10 +161,11 @@ def _total_params(r: dict) -> int:
 def collect_moe(results: list[dict]) -> tuple[str, dict]:
   """Markdown table of the moe runs and the series for :func:`plot_moe`.
 
-  Load balance per run: the worst layer's min and max expert load as
-  multiples of the uniform ``1 / E``, the coefficient of variation of the
-  load over experts (mean over layers) and the fraction of tokens that met
-  no expert (mean over layers); the dense model has none.
+  Load balance per model, over all its seeds: the worst layer's min and
+  max expert load as multiples of the uniform ``1 / E``, the coefficient
+  of variation of the load over experts (mean over layers and seeds) and
+  the fraction of tokens that met no expert (mean over layers and seeds);
+  the dense model has none.
   """
   rows = {}
   for r in results:
@@ -187,16 +188,17 @@ def collect_moe(results: list[dict]) -> tuple[str, dict]:
                    f"{mean:.4f} | {per_seed} | - | - | - |")
       series[method] = {"val_bpb": mean, "cv": None}
       continue
-    load = r["load"]
-    cv = load["cv"]
-    dropped = sum(r["dropped"]) / len(r["dropped"])
+    low = min(v for x in rs for v in x["load"]["min_x_uniform"])
+    high = max(v for x in rs for v in x["load"]["max_x_uniform"])
+    # Per layer, the mean over seeds (the plot's series), then over layers.
+    cv = [sum(v) / len(rs) for v in zip(*(x["load"]["cv"] for x in rs))]
+    dropped = [v for x in rs for v in x["dropped"]]
     name = method if experts == 1 else f"{r['moe']} ({r['router']})"
     lines.append(
         f"| {name} | {r['experts']} | {r['k']} | "
         f"{r['active_params']:,} | {r['total_params']:,} | {mean:.4f} | "
-        f"{per_seed} | {min(load['min_x_uniform']):.2f} / "
-        f"{max(load['max_x_uniform']):.2f} | {sum(cv) / len(cv):.3f} | "
-        f"{dropped:.4f} |")
+        f"{per_seed} | {low:.2f} / {high:.2f} | {sum(cv) / len(cv):.3f} | "
+        f"{sum(dropped) / len(dropped):.4f} |")
     series[method] = {"val_bpb": mean, "cv": None if experts == 1 else cv}
   return "\n".join(lines), series
 

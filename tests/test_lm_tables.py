@@ -22,6 +22,24 @@ def test_sparse_table_commands(capsys):
   assert sum("--method dst_ee" in line for line in more) == 6
 
 
+def test_moe_table_load_covers_every_seed():
+  def run(seed, bpb, low, high, cv, dropped):
+    return {"command": "moe", "method": "top2", "moe": "top2",
+            "router": "top_k", "experts": 8, "k": 2, "seed": seed,
+            "active_params": 10, "total_params": 40, "val_bpb": bpb,
+            "load": {"min_x_uniform": low, "max_x_uniform": high, "cv": cv},
+            "dropped": dropped}
+  text, series = lm_tables.collect_moe([
+      run(0, 2.0, [0.9, 0.7], [1.1, 1.2], [0.1, 0.3], [0.0, 0.2]),
+      run(1, 3.0, [0.6, 0.8], [1.5, 1.1], [0.3, 0.5], [0.0, 0.0])])
+  row = text.splitlines()[-1].split(" | ")
+  # mean bpb, both seeds, worst min / max over seeds and layers, the mean CV
+  # over layers and seeds (0.3), the mean dropped fraction (0.05).
+  assert row[5:] == ["2.5000", "2.0000, 3.0000", "0.60 / 1.50", "0.300",
+                     "0.0500 |"]
+  assert series["top2"]["cv"] == pytest.approx([0.2, 0.4])
+
+
 # 140 s on the shared 2-core CPU (17 tiny lm.py runs): the slow tier.
 @pytest.mark.slow
 def test_activation_table_tiny(tmp_path):
