@@ -324,11 +324,19 @@ def top_fan_in_share(kernel, in_ndim: int, *, top: float = 0.1) -> float:
 
 
 def layer_fan_in_share(model, *, top: float = 0.1) -> dict[str, list[float]]:
-  """:func:`top_fan_in_share` of every projection kernel, per layer."""
-  return {name: [top_fan_in_share(getattr(block, name).kernel[...],
-                                  2 if name == "o" else 1, top=top)
-                 for block in lm_model.block_list(model)]
-          for name in PROJECTIONS}
+  """:func:`top_fan_in_share` of every projection kernel, per layer, with
+  each kernel's input axes from its leaf spec (``o``: heads and kv)."""
+  out = {name: [] for name in PROJECTIONS}
+  for block in lm_model.block_list(model):
+    specs = sj.leaf_specs(block)
+    for name in PROJECTIONS:
+      in_axes = specs[name]["kernel"].in_axes
+      if in_axes != tuple(range(len(in_axes))):
+        raise ValueError(f"model: {name}/kernel's input axes {in_axes} are "
+                         "not its leading axes")
+      out[name].append(top_fan_in_share(getattr(block, name).kernel[...],
+                                        len(in_axes), top=top))
+  return out
 
 
 def sparsity_table(per_layer: dict[str, list[float]]) -> str:
@@ -535,11 +543,12 @@ def _train(args, data, mesh, keep_state) -> dict:
   lr = optax.warmup_cosine_decay_schedule(
       0.0, args.lr, warmup_steps=warmup, decay_steps=max(steps, warmup + 1),
       end_value=args.lr * 0.1)
+  every = getattr(args, "update_every", None) or _every(steps)
+  overrides = method_overrides(args)
   tx = make_optimizer(args.method, lr=lr, sparsity=args.sparsity,
                       total_steps=steps, seed=args.seed,
                       specs=None if cfg.moe else sparse_specs(model),
-                      update_every=getattr(args, "update_every", None),
-                      **method_overrides(args))
+                      update_every=every, **overrides)
   # The loop trains a plain nested dict of arrays (paths like
   # "blocks/q/kernel"), the form every Optax and sparsejax transform takes.
   graphdef, template, rest = nnx.split(model, nnx.Param, ...)
@@ -560,10 +569,9 @@ def _train(args, data, mesh, keep_state) -> dict:
   step = make_train_step(graphdef, template, rest, tx, sparse,
                          moe=cfg.moe is not None)
   regrowth = Regrowth(sj.get_masks(opt_state)) if sparse else None
-  every = getattr(args, "update_every", None) or _every(steps)
   # Masks change at begin_step + i * every (the registry's own begin steps
   # are multiples of `every`); record right after those steps.
-  phase = method_overrides(args).get("begin_step", 0) % every
+  phase = overrides.get("begin_step", 0) % every
   rng = np.random.default_rng(args.seed)
   windows = text_data.eval_windows(data.validation, seq_len=cfg.seq_len,
                                    max_windows=args.val_windows)
@@ -637,7 +645,7 @@ def _train(args, data, mesh, keep_state) -> dict:
 
   if args.method == "dense":
     args.sparsity = 0.0
-  tuned = "".join(f"_{k}{v}" for k, v in method_overrides(args).items())
+  tuned = "".join(f"_{k}{v}" for k, v in overrides.items())
   stem = f"lm_{args.method}_{_label(args.sparsity)}{tuned}" + (
       f"_s{args.seed}" if args.seed else "")
   out = pathlib.Path(args.out)
@@ -665,7 +673,7 @@ def _train(args, data, mesh, keep_state) -> dict:
     results["mesh"] = dict(mesh.shape)
   if regrowth is not None and regrowth.updates:
     results["regrowth"] = regrowth.updates
-    results.update(method_overrides(args))
+    results.update(overrides)
   path = _write(out, stem, results)
   if keep_state:
     results["params"], results["opt_state"] = params, opt_state
